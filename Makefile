@@ -1,0 +1,66 @@
+# kttpd: build, run, check. Every library through pkg-config where it has
+# a .pc file (http-parser has none).
+
+CC       ?= cc
+PYTHON   ?= /usr/bin/python3
+BUILD    ?= build
+PKGS      = openssl libevent libnghttp2 zlib libconfuse
+CFLAGS   ?= -O2 -g
+WARN      = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wformat=2 \
+            -Wno-unused-parameter
+ifeq ($(CI),true)
+WARN     += -Werror
+endif
+ifneq ($(WERROR),)
+WARN     += -Werror
+endif
+ALL_CFLAGS = -std=gnu11 $(WARN) $(CFLAGS) -pthread \
+             $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDLIBS    = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lhttp_parser -pthread
+
+UNAME    := $(shell uname -s)
+SYS_SRC   = $(if $(filter FreeBSD,$(UNAME)),sys/freebsd.c,sys/linux.c)
+SRV_SRC   = $(wildcard server/*.c)
+SRC       = $(SRV_SRC) $(SYS_SRC)
+OBJ       = $(patsubst %.c,$(BUILD)/%.o,$(SRC))
+LIB_OBJ   = $(filter-out $(BUILD)/server/main.o,$(OBJ))
+UNIT_SRC  = $(wildcard tests/unit/unit_*.c)
+UNIT_BIN  = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
+
+.PHONY: all run check unit deps-build deps-check clean format
+
+all: $(BUILD)/kttpd
+
+$(BUILD)/%.o: %.c server/kttpd.h sys/sys.h
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(BUILD)/kttpd: $(OBJ)
+	$(CC) $(ALL_CFLAGS) -o $@ $(OBJ) $(LDLIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c tests/unit/unit.h $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Iserver -o $@ $< $(LIB_OBJ) $(LDLIBS)
+
+unit: $(UNIT_BIN)
+
+deps-build:
+	@sys/debian-deps.sh build
+
+deps-check:
+	@sys/debian-deps.sh check
+
+# Serve conf/sample-site on https://localhost:8443/ with a generated cert.
+run: deps-build
+	@$(MAKE) --no-print-directory all
+	@tests/run-sample.sh $(BUILD)/kttpd
+
+check: deps-check
+	@$(MAKE) --no-print-directory all unit
+	@$(PYTHON) tests/run.py --bin $(BUILD)/kttpd
+
+format:
+	clang-format -i server/*.c server/*.h sys/*.c sys/*.h tests/unit/*.c tests/unit/*.h
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,701 @@
+/*
+ * config.c: the config file (libconfuse) -> struct config.
+ *
+ * Checks that can point at a line run as libconfuse validators while the
+ * file is parsed, so every error reads "FILE:LINE: problem". A config is
+ * immutable once built; reload builds a new one and swaps it in, and each
+ * connection keeps a reference to the generation it was accepted under.
+ */
+#define _GNU_SOURCE
+#include "kttpd.h"
+#include "../sys/sys.h"
+
+#include <arpa/inet.h>
+#include <confuse.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#define DEFAULT_CIPHERS                                                      \
+	"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"         \
+	"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"         \
+	"ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+#define DEFAULT_SUITES                                                       \
+	"TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:"                     \
+	"TLS_CHACHA20_POLY1305_SHA256"
+
+static cfg_opt_t tls_opts[] = {
+	CFG_STR("certificate", NULL, CFGF_NODEFAULT),
+	CFG_STR("key", NULL, CFGF_NODEFAULT),
+	CFG_STR_LIST("protocols", "{TLSv1.2,TLSv1.3}", CFGF_NONE),
+	CFG_STR("ciphers", DEFAULT_CIPHERS, CFGF_NONE),
+	CFG_STR("ciphersuites", DEFAULT_SUITES, CFGF_NONE),
+	CFG_END(),
+};
+
+/* Unset location options are taken from the server. */
+static cfg_opt_t location_opts[] = {
+	CFG_STR("root", NULL, CFGF_NODEFAULT),
+	CFG_STR_LIST("index", NULL, CFGF_NODEFAULT),
+	CFG_STR("cache_control", NULL, CFGF_NODEFAULT),
+	CFG_INT("expires", 0, CFGF_NODEFAULT),
+	CFG_END(),
+};
+
+static cfg_opt_t server_opts[] = {
+	CFG_STR_LIST("aliases", "{}", CFGF_NONE),
+	CFG_STR_LIST("listen", NULL, CFGF_NODEFAULT),
+	CFG_SEC("tls", tls_opts, CFGF_NODEFAULT),
+	CFG_STR("root", NULL, CFGF_NODEFAULT),
+	CFG_STR_LIST("index", "{index.html}", CFGF_NONE),
+	CFG_STR("cache_control", NULL, CFGF_NODEFAULT),
+	CFG_INT("expires", 0, CFGF_NONE),
+	CFG_SEC("location", location_opts,
+	    CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
+	CFG_END(),
+};
+
+static cfg_opt_t root_opts[] = {
+	CFG_INT("workers", 0, CFGF_NONE),
+	CFG_STR("user", "", CFGF_NONE),
+	CFG_STR("group", "", CFGF_NONE),
+	CFG_STR("pid_file", "", CFGF_NONE),
+	CFG_STR("error_log", "stderr", CFGF_NONE),
+	CFG_STR("log_level", "info", CFGF_NONE),
+	CFG_STR("access_log", "", CFGF_NONE),
+	CFG_STR("access_log_format", "combined", CFGF_NONE),
+	CFG_STR("mime_types", "/etc/mime.types", CFGF_NONE),
+	CFG_BOOL("server_tokens", cfg_true, CFGF_NONE),
+	CFG_BOOL("ktls", cfg_true, CFGF_NONE),
+	CFG_INT("max_connections", KT_DEF_MAX_CONNECTIONS, CFGF_NONE),
+	CFG_INT("max_request_head", KT_DEF_MAX_REQUEST_HEAD, CFGF_NONE),
+	CFG_INT("max_uri", KT_DEF_MAX_URI, CFGF_NONE),
+	CFG_INT("max_headers", KT_DEF_MAX_HEADERS, CFGF_NONE),
+	CFG_INT("keepalive_requests", KT_DEF_KEEPALIVE_REQUESTS, CFGF_NONE),
+	CFG_INT("handshake_timeout", KT_DEF_HANDSHAKE_TIMEOUT, CFGF_NONE),
+	CFG_INT("header_timeout", KT_DEF_HEADER_TIMEOUT, CFGF_NONE),
+	CFG_INT("keepalive_timeout", KT_DEF_KEEPALIVE_TIMEOUT, CFGF_NONE),
+	CFG_INT("send_timeout", KT_DEF_SEND_TIMEOUT, CFGF_NONE),
+	CFG_INT("shutdown_timeout", KT_DEF_SHUTDOWN_TIMEOUT, CFGF_NONE),
+	CFG_BOOL("session_tickets", cfg_true, CFGF_NONE),
+	CFG_INT("session_cache", KT_DEF_SESSION_CACHE, CFGF_NONE),
+	CFG_INT("session_timeout", KT_DEF_SESSION_TIMEOUT, CFGF_NONE),
+	CFG_SEC("server", server_opts,
+	    CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
+	CFG_END(),
+};
+
+/* Numeric options and their allowed ranges. */
+static const struct {
+	const char *name;
+	long min, max;
+	size_t off;
+} numbers[] = {
+#define N(name, min, max) { #name, min, max, offsetof(struct config, name) }
+	N(max_connections, 1, 10000000),
+	N(max_request_head, 256, 1 << 20),
+	N(max_uri, 16, 1 << 20),
+	N(max_headers, 1, 10000),
+	N(keepalive_requests, 1, 100000000),
+	N(handshake_timeout, 1, 3600),
+	N(header_timeout, 1, 3600),
+	N(keepalive_timeout, 0, 86400),
+	N(send_timeout, 1, 86400),
+	N(shutdown_timeout, 0, 86400),
+	N(session_cache, 0, 10000000),
+	N(session_timeout, 1, 86400 * 7),
+#undef N
+};
+
+static void errfunc(cfg_t *cfg, const char *fmt, va_list ap)
+{
+	char msg[512];
+
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	if (cfg != NULL && cfg->filename != NULL)
+		fprintf(stderr, "kttpd: %s:%d: %s\n", cfg->filename, cfg->line,
+		    msg);
+	else
+		fprintf(stderr, "kttpd: %s\n", msg);
+	log_error("config: %s:%d: %s", cfg && cfg->filename ? cfg->filename : "",
+	    cfg ? cfg->line : 0, msg);
+}
+
+/* ---- validators: run during the parse, so errors carry a line ---- */
+
+static int v_workers(cfg_t *cfg, cfg_opt_t *opt)
+{
+	long v = cfg_opt_getnint(opt, 0);
+
+	if (v < 0 || v > KT_MAX_WORKERS) {
+		cfg_error(cfg, "workers must be 0 (one per CPU) to %d",
+		    KT_MAX_WORKERS);
+		return -1;
+	}
+	return 0;
+}
+
+static int v_number(cfg_t *cfg, cfg_opt_t *opt)
+{
+	long v = cfg_opt_getnint(opt, 0);
+
+	for (size_t i = 0; i < sizeof(numbers) / sizeof(numbers[0]); i++) {
+		if (strcmp(numbers[i].name, opt->name) != 0)
+			continue;
+		if (v < numbers[i].min || v > numbers[i].max) {
+			cfg_error(cfg, "%s = %ld: must be %ld to %ld", opt->name,
+			    v, numbers[i].min, numbers[i].max);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int one_of(cfg_t *cfg, cfg_opt_t *opt, const char *const *words)
+{
+	const char *v = cfg_opt_getnstr(opt, 0);
+
+	for (int i = 0; words[i]; i++)
+		if (strcmp(v, words[i]) == 0)
+			return i;
+	cfg_error(cfg, "%s = \"%s\": not one of the known values", opt->name,
+	    v);
+	return -1;
+}
+
+static const char *const levels[] = { "error", "warn", "info", "debug",
+	NULL };
+static const char *const formats[] = { "combined", "json", NULL };
+
+static int v_level(cfg_t *cfg, cfg_opt_t *opt)
+{
+	return one_of(cfg, opt, levels) < 0 ? -1 : 0;
+}
+
+static int v_format(cfg_t *cfg, cfg_opt_t *opt)
+{
+	return one_of(cfg, opt, formats) < 0 ? -1 : 0;
+}
+
+static int v_readable(cfg_t *cfg, cfg_opt_t *opt)
+{
+	const char *path = cfg_opt_getnstr(opt, 0);
+
+	if (access(path, R_OK) != 0) {
+		cfg_error(cfg, "%s \"%s\": %s", opt->name, path,
+		    strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static int v_directory(cfg_t *cfg, cfg_opt_t *opt)
+{
+	const char *path = cfg_opt_getnstr(opt, 0);
+	struct stat st;
+
+	if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) {
+		cfg_error(cfg, "root \"%s\": %s", path,
+		    errno && !S_ISDIR(st.st_mode) ? strerror(errno)
+						  : "not a directory");
+		return -1;
+	}
+	return 0;
+}
+
+static int parse_protocol(const char *s)
+{
+	if (strcmp(s, "TLSv1.2") == 0)
+		return 0x0303;
+	if (strcmp(s, "TLSv1.3") == 0)
+		return 0x0304;
+	return -1;
+}
+
+static int v_protocols(cfg_t *cfg, cfg_opt_t *opt)
+{
+	for (unsigned i = 0; i < cfg_opt_size(opt); i++) {
+		if (parse_protocol(cfg_opt_getnstr(opt, i)) < 0) {
+			cfg_error(cfg,
+			    "protocols: \"%s\" is not TLSv1.2 or TLSv1.3",
+			    cfg_opt_getnstr(opt, i));
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/*
+ * "address:port [tls] [default]", address numeric: 1.2.3.4, [::1], * or
+ * nothing (all IPv4 addresses).
+ */
+static int parse_listen(const char *spec, struct listen_addr *la,
+    int *is_default, char *err, size_t errlen)
+{
+	char buf[128], *save, *addr, *word, *port, *end;
+	long p;
+
+	memset(la, 0, sizeof(*la));
+	*is_default = 0;
+	if (strlen(spec) >= sizeof(buf))
+		goto bad;
+	strcpy(buf, spec);
+	addr = strtok_r(buf, " \t", &save);
+	if (addr == NULL)
+		goto bad;
+	while ((word = strtok_r(NULL, " \t", &save)) != NULL) {
+		if (strcmp(word, "tls") == 0)
+			la->tls = 1;
+		else if (strcmp(word, "default") == 0)
+			*is_default = 1;
+		else {
+			snprintf(err, errlen,
+			    "listen \"%s\": unknown flag \"%s\" (tls, default)",
+			    spec, word);
+			return -1;
+		}
+	}
+	port = strrchr(addr, ':');
+	if (port == NULL || (addr[0] == '[' && port[-1] != ']')) {
+		port = addr; /* port alone */
+		addr = (char *)"*";
+	} else
+		*port++ = '\0';
+	p = strtol(port, &end, 10);
+	if (*port == '\0' || *end != '\0' || p < 1 || p > 65535)
+		goto bad;
+	if (addr[0] == '[') {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&la->ss;
+		size_t n = strlen(addr);
+		if (n < 2 || addr[n - 1] != ']')
+			goto bad;
+		addr[n - 1] = '\0';
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons((uint16_t)p);
+		if (inet_pton(AF_INET6, addr + 1, &s6->sin6_addr) != 1)
+			goto bad;
+		la->sslen = sizeof(*s6);
+		snprintf(la->key, sizeof(la->key), "[%s]:%ld/%s", addr + 1, p,
+		    la->tls ? "tls" : "tcp");
+	} else {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)&la->ss;
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons((uint16_t)p);
+		if (strcmp(addr, "*") == 0 || *addr == '\0')
+			s4->sin_addr.s_addr = htonl(INADDR_ANY);
+		else if (inet_pton(AF_INET, addr, &s4->sin_addr) != 1)
+			goto bad;
+		la->sslen = sizeof(*s4);
+		inet_ntop(AF_INET, &s4->sin_addr, buf, sizeof(buf));
+		snprintf(la->key, sizeof(la->key), "%s:%ld/%s", buf, p,
+		    la->tls ? "tls" : "tcp");
+	}
+	return 0;
+bad:
+	snprintf(err, errlen,
+	    "listen \"%s\": want \"address:port [tls] [default]\" with a "
+	    "numeric address",
+	    spec);
+	return -1;
+}
+
+static int v_listen(cfg_t *cfg, cfg_opt_t *opt)
+{
+	struct listen_addr la;
+	char err[256];
+	int def;
+
+	for (unsigned i = 0; i < cfg_opt_size(opt); i++) {
+		if (parse_listen(cfg_opt_getnstr(opt, i), &la, &def, err,
+			sizeof(err)) < 0) {
+			cfg_error(cfg, "%s", err);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int v_location(cfg_t *cfg, cfg_opt_t *opt)
+{
+	cfg_t *loc = cfg_opt_getnsec(opt, cfg_opt_size(opt) - 1);
+	const char *prefix = cfg_title(loc);
+
+	if (prefix == NULL || prefix[0] != '/') {
+		cfg_error(cfg, "location \"%s\": the prefix must start with /",
+		    prefix ? prefix : "");
+		return -1;
+	}
+	return 0;
+}
+
+static int v_tls(cfg_t *cfg, cfg_opt_t *opt)
+{
+	cfg_t *tls = cfg_opt_getnsec(opt, 0);
+	struct tls_params tp;
+	char err[256];
+	void *ctx;
+
+	if (cfg_size(tls, "certificate") == 0 || cfg_size(tls, "key") == 0) {
+		cfg_error(cfg, "tls: certificate and key are both required");
+		return -1;
+	}
+	config_tls_params(tls, &tp);
+	if ((ctx = tls_ctx_new(&tp, err, sizeof(err))) == NULL) {
+		cfg_error(cfg, "tls: %s", err);
+		return -1;
+	}
+	tls_ctx_free(ctx);
+	return 0;
+}
+
+static int v_server(cfg_t *cfg, cfg_opt_t *opt)
+{
+	cfg_t *srv = cfg_opt_getnsec(opt, cfg_opt_size(opt) - 1);
+	const char *name = cfg_title(srv);
+	int tls_listen = 0;
+
+	if (cfg_size(srv, "listen") == 0) {
+		cfg_error(cfg, "server \"%s\": no listen address", name);
+		return -1;
+	}
+	if (cfg_size(srv, "root") == 0) {
+		cfg_error(cfg, "server \"%s\": no root", name);
+		return -1;
+	}
+	for (unsigned i = 0; i < cfg_size(srv, "listen"); i++)
+		if (strstr(cfg_getnstr(srv, "listen", i), " tls") != NULL)
+			tls_listen = 1;
+	if (tls_listen && cfg_size(srv, "tls") == 0) {
+		cfg_error(cfg, "server \"%s\": a tls listen address needs a "
+			       "tls section",
+		    name);
+		return -1;
+	}
+	return 0;
+}
+
+void config_tls_params(void *sec, struct tls_params *tp)
+{
+	cfg_t *tls = sec;
+
+	memset(tp, 0, sizeof(*tp));
+	tp->cert = cfg_getstr(tls, "certificate");
+	tp->key = cfg_getstr(tls, "key");
+	tp->ciphers = cfg_getstr(tls, "ciphers");
+	tp->suites = cfg_getstr(tls, "ciphersuites");
+	tp->min = 0x0304;
+	tp->max = 0x0303;
+	for (unsigned i = 0; i < cfg_size(tls, "protocols"); i++) {
+		int v = parse_protocol(cfg_getnstr(tls, "protocols", i));
+		tp->min = v < tp->min ? v : tp->min;
+		tp->max = v > tp->max ? v : tp->max;
+	}
+}
+
+/* ---- building the config ---- */
+
+static char *dup_or_null(const char *s)
+{
+	return s ? strdup(s) : NULL;
+}
+
+static int location_fill(struct location *l, const char *prefix,
+    cfg_t *srv, cfg_t *loc)
+{
+	cfg_t *src;
+
+	l->root_fd = -1;
+	l->prefix = strdup(prefix);
+	l->prefix_len = strlen(prefix);
+	src = loc && cfg_size(loc, "root") ? loc : srv;
+	l->root = strdup(cfg_getstr(src, "root"));
+	if (l->prefix == NULL || l->root == NULL)
+		return -1;
+	l->root_fd = open(l->root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (l->root_fd < 0) {
+		log_error("root %s: %s", l->root, strerror(errno));
+		return -1;
+	}
+	src = loc && cfg_size(loc, "index") ? loc : srv;
+	for (unsigned i = 0; i < cfg_size(src, "index") && i < KT_MAX_INDEX;
+	    i++)
+		if ((l->index[l->nindex++] =
+			    strdup(cfg_getnstr(src, "index", i))) == NULL)
+			return -1;
+	src = loc && cfg_size(loc, "cache_control") ? loc : srv;
+	l->cache_control = dup_or_null(cfg_getstr(src, "cache_control"));
+	src = loc && cfg_size(loc, "expires") ? loc : srv;
+	l->expires = cfg_getint(src, "expires");
+	return 0;
+}
+
+static int by_prefix_len(const void *a, const void *b)
+{
+	const struct location *x = a, *y = b;
+
+	return (int)y->prefix_len - (int)x->prefix_len;
+}
+
+static int vhost_build(struct config *cfg, struct vhost *vh, cfg_t *srv)
+{
+	unsigned nloc = cfg_size(srv, "location");
+	int have_root_loc = 0;
+
+	vh->cfg = cfg;
+	vh->name = strdup(cfg_title(srv));
+	vh->naliases = (int)cfg_size(srv, "aliases");
+	vh->aliases = calloc((size_t)vh->naliases + 1, sizeof(char *));
+	vh->locs = calloc(nloc + 1, sizeof(*vh->locs));
+	if (vh->name == NULL || vh->aliases == NULL || vh->locs == NULL)
+		return -1;
+	for (int i = 0; i < vh->naliases; i++)
+		if ((vh->aliases[i] = strdup(
+			 cfg_getnstr(srv, "aliases", (unsigned)i))) == NULL)
+			return -1;
+	for (unsigned i = 0; i < nloc; i++) {
+		cfg_t *loc = cfg_getnsec(srv, "location", i);
+		if (strcmp(cfg_title(loc), "/") == 0)
+			have_root_loc = 1;
+		if (location_fill(&vh->locs[vh->nlocs++], cfg_title(loc), srv,
+			loc) < 0)
+			return -1;
+	}
+	if (!have_root_loc &&
+	    location_fill(&vh->locs[vh->nlocs++], "/", srv, NULL) < 0)
+		return -1;
+	qsort(vh->locs, (size_t)vh->nlocs, sizeof(*vh->locs), by_prefix_len);
+	if (cfg_size(srv, "tls") > 0)
+		return tls_vhost_setup(cfg, vh, cfg_getsec(srv, "tls"));
+	return 0;
+}
+
+/* Gather every server's listen addresses into one table, by address. */
+static int listens_build(struct config *cfg, cfg_t *root)
+{
+	int nsrv = cfg->nvhosts, total = 0;
+
+	for (int s = 0; s < nsrv; s++)
+		total += (int)cfg_size(cfg_getnsec(root, "server", (unsigned)s),
+		    "listen");
+	cfg->listens = calloc((size_t)total, sizeof(*cfg->listens));
+	if (cfg->listens == NULL)
+		return -1;
+	for (int s = 0; s < nsrv; s++) {
+		cfg_t *srv = cfg_getnsec(root, "server", (unsigned)s);
+		struct vhost *vh = &cfg->vhosts[s];
+		for (unsigned i = 0; i < cfg_size(srv, "listen"); i++) {
+			struct listen_addr tmp, *la = NULL;
+			char err[256];
+			int def;
+
+			parse_listen(cfg_getnstr(srv, "listen", i), &tmp, &def,
+			    err, sizeof(err));
+			for (int k = 0; k < cfg->nlistens; k++)
+				if (strcmp(cfg->listens[k].key, tmp.key) == 0)
+					la = &cfg->listens[k];
+			if (la == NULL) {
+				la = &cfg->listens[cfg->nlistens++];
+				*la = tmp;
+				la->spec = strdup(cfg_getnstr(srv, "listen", i));
+				la->vhosts = calloc((size_t)nsrv, sizeof(vh));
+				if (la->spec == NULL || la->vhosts == NULL)
+					return -1;
+			}
+			la->vhosts[la->nvhosts++] = vh;
+			if (la->def == NULL || def)
+				la->def = vh;
+		}
+	}
+	return 0;
+}
+
+static int globals_build(struct config *cfg, cfg_t *root)
+{
+	cfg->workers = (int)cfg_getint(root, "workers");
+	if (cfg->workers == 0)
+		cfg->workers = sys_ncpu();
+	if (cfg->workers > KT_MAX_WORKERS)
+		cfg->workers = KT_MAX_WORKERS;
+	cfg->user = strdup(cfg_getstr(root, "user"));
+	cfg->group = strdup(cfg_getstr(root, "group"));
+	cfg->pid_file = strdup(cfg_getstr(root, "pid_file"));
+	cfg->error_log = strdup(cfg_getstr(root, "error_log"));
+	cfg->access_log = strdup(cfg_getstr(root, "access_log"));
+	cfg->mime_types = strdup(cfg_getstr(root, "mime_types"));
+	for (int i = 0; levels[i]; i++)
+		if (strcmp(cfg_getstr(root, "log_level"), levels[i]) == 0)
+			cfg->log_level = i;
+	cfg->access_json =
+	    strcmp(cfg_getstr(root, "access_log_format"), "json") == 0;
+	cfg->server_tokens = cfg_getbool(root, "server_tokens");
+	cfg->ktls = cfg_getbool(root, "ktls");
+	cfg->session_tickets = cfg_getbool(root, "session_tickets");
+	for (size_t i = 0; i < sizeof(numbers) / sizeof(numbers[0]); i++)
+		*(long *)((char *)cfg + numbers[i].off) =
+		    cfg_getint(root, numbers[i].name);
+	if (cfg->user == NULL || cfg->group == NULL || cfg->pid_file == NULL ||
+	    cfg->error_log == NULL || cfg->access_log == NULL ||
+	    cfg->mime_types == NULL)
+		return -1;
+	cfg->mime = mime_load(cfg->mime_types);
+	return cfg->mime == NULL ? -1 : 0;
+}
+
+static void config_free(struct config *cfg)
+{
+	for (int i = 0; i < cfg->nvhosts; i++) {
+		struct vhost *vh = &cfg->vhosts[i];
+		for (int k = 0; k < vh->naliases; k++)
+			free(vh->aliases[k]);
+		for (int k = 0; k < vh->nlocs; k++) {
+			struct location *l = &vh->locs[k];
+			for (int x = 0; x < l->nindex; x++)
+				free(l->index[x]);
+			if (l->root_fd >= 0)
+				close(l->root_fd);
+			free(l->prefix);
+			free(l->root);
+			free(l->cache_control);
+		}
+		tls_ctx_free(vh->ssl_ctx);
+		free(vh->tls_ciphers);
+		free(vh->tls_suites);
+		free(vh->aliases);
+		free(vh->locs);
+		free(vh->name);
+	}
+	for (int i = 0; i < cfg->nlistens; i++) {
+		free(cfg->listens[i].spec);
+		free(cfg->listens[i].vhosts);
+	}
+	free(cfg->listens);
+	free(cfg->vhosts);
+	mime_free(cfg->mime);
+	free(cfg->path);
+	free(cfg->user);
+	free(cfg->group);
+	free(cfg->pid_file);
+	free(cfg->error_log);
+	free(cfg->access_log);
+	free(cfg->mime_types);
+	free(cfg);
+}
+
+struct config *config_load(const char *path)
+{
+	static const char *const number_opts[] = { "max_connections",
+		"max_request_head", "max_uri", "max_headers",
+		"keepalive_requests", "handshake_timeout", "header_timeout",
+		"keepalive_timeout", "send_timeout", "shutdown_timeout",
+		"session_cache", "session_timeout", NULL };
+	struct config *cfg = NULL;
+	cfg_t *root = cfg_init(root_opts, CFGF_NONE);
+	int r;
+
+	if (root == NULL)
+		return NULL;
+	cfg_set_error_function(root, errfunc);
+	cfg_set_validate_func(root, "workers", v_workers);
+	for (int i = 0; number_opts[i]; i++)
+		cfg_set_validate_func(root, number_opts[i], v_number);
+	cfg_set_validate_func(root, "log_level", v_level);
+	cfg_set_validate_func(root, "access_log_format", v_format);
+	cfg_set_validate_func(root, "server", v_server);
+	cfg_set_validate_func(root, "server|listen", v_listen);
+	cfg_set_validate_func(root, "server|root", v_directory);
+	cfg_set_validate_func(root, "server|tls", v_tls);
+	cfg_set_validate_func(root, "server|tls|certificate", v_readable);
+	cfg_set_validate_func(root, "server|tls|key", v_readable);
+	cfg_set_validate_func(root, "server|tls|protocols", v_protocols);
+	cfg_set_validate_func(root, "server|location", v_location);
+	cfg_set_validate_func(root, "server|location|root", v_directory);
+
+	r = cfg_parse(root, path);
+	if (r == CFG_FILE_ERROR) {
+		fprintf(stderr, "kttpd: %s: %s\n", path, strerror(errno));
+		goto fail;
+	}
+	if (r != CFG_SUCCESS)
+		goto fail;
+	if (cfg_size(root, "server") == 0) {
+		fprintf(stderr, "kttpd: %s: no server section\n", path);
+		goto fail;
+	}
+
+	if ((cfg = calloc(1, sizeof(*cfg))) == NULL)
+		goto fail;
+	atomic_init(&cfg->refs, 1);
+	cfg->path = strdup(path);
+	cfg->nvhosts = (int)cfg_size(root, "server");
+	cfg->vhosts = calloc((size_t)cfg->nvhosts, sizeof(*cfg->vhosts));
+	if (cfg->path == NULL || cfg->vhosts == NULL ||
+	    globals_build(cfg, root) < 0)
+		goto fail;
+	for (int i = 0; i < cfg->nvhosts; i++)
+		if (vhost_build(cfg, &cfg->vhosts[i],
+			cfg_getnsec(root, "server", (unsigned)i)) < 0) {
+			fprintf(stderr, "kttpd: %s: server \"%s\" failed\n", path,
+			    cfg->vhosts[i].name ? cfg->vhosts[i].name : "?");
+			goto fail;
+		}
+	if (listens_build(cfg, root) < 0)
+		goto fail;
+	cfg_free(root);
+	return cfg;
+fail:
+	if (cfg != NULL)
+		config_free(cfg);
+	cfg_free(root);
+	return NULL;
+}
+
+void config_ref(struct config *cfg)
+{
+	atomic_fetch_add(&cfg->refs, 1);
+}
+
+void config_unref(struct config *cfg)
+{
+	if (cfg != NULL && atomic_fetch_sub(&cfg->refs, 1) == 1)
+		config_free(cfg);
+}
+
+/* Host header or SNI name -> one of the listener's servers, or NULL. */
+struct vhost *config_vhost_by_name(struct listen_addr *la, const char *name,
+    size_t len)
+{
+	if (len > 0 && name[0] == '[')
+		return NULL; /* an IPv6 literal names no server */
+	for (size_t i = 0; i < len; i++)
+		if (name[i] == ':') {
+			len = i; /* drop the port */
+			break;
+		}
+	if (len > 0 && name[len - 1] == '.')
+		len--;
+	for (int v = 0; v < la->nvhosts; v++) {
+		struct vhost *vh = la->vhosts[v];
+		if (strlen(vh->name) == len &&
+		    strncasecmp(vh->name, name, len) == 0)
+			return vh;
+		for (int a = 0; a < vh->naliases; a++)
+			if (strlen(vh->aliases[a]) == len &&
+			    strncasecmp(vh->aliases[a], name, len) == 0)
+				return vh;
+	}
+	return NULL;
+}
+
+struct location *config_location(struct vhost *vh, const char *path)
+{
+	for (int i = 0; i < vh->nlocs; i++)
+		if (strncmp(path, vh->locs[i].prefix, vh->locs[i].prefix_len) ==
+		    0)
+			return &vh->locs[i];
+	return &vh->locs[vh->nlocs - 1];
+}

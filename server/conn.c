@@ -1,0 +1,267 @@
+/*
+ * conn.c: a connection's life: TLS handshake, waiting with a deadline,
+ * reads through SSL_read (or recv on a plain listener), and the close,
+ * clean (close_notify, then a short drain of unread input so our last
+ * response is not destroyed by a reset) or abrupt.
+ */
+#define _GNU_SOURCE
+#include "kttpd.h"
+#include "../sys/sys.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static void conn_io(evutil_socket_t fd, short what, void *arg);
+
+int64_t conn_now_us(struct conn *c)
+{
+	struct timeval tv;
+
+	event_base_gettimeofday_cached(c->w->base, &tv);
+	return (int64_t)tv.tv_sec * 1000000 + tv.tv_usec;
+}
+
+void conn_deadline(struct conn *c, long seconds)
+{
+	c->deadline_us = conn_now_us(c) + (int64_t)seconds * 1000000;
+}
+
+/* Wait for what (EV_READ or EV_WRITE) until the phase's deadline. */
+void conn_wait(struct conn *c, short what)
+{
+	struct timeval tv;
+	int64_t left = c->deadline_us - conn_now_us(c);
+
+	if (left < 0)
+		left = 0;
+	tv.tv_sec = left / 1000000;
+	tv.tv_usec = left % 1000000;
+	event_del(c->ev);
+	event_assign(c->ev, c->w->base, c->fd, what, conn_io, c);
+	event_add(c->ev, &tv);
+}
+
+static void peer_name(struct sockaddr *sa, char *out, size_t len)
+{
+	if (sa->sa_family == AF_INET6)
+		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)sa)->sin6_addr, out,
+		    (socklen_t)len);
+	else if (sa->sa_family == AF_INET)
+		inet_ntop(AF_INET, &((struct sockaddr_in *)sa)->sin_addr, out,
+		    (socklen_t)len);
+	else
+		snprintf(out, len, "-");
+}
+
+void conn_accept(struct worker *w, struct listen_addr *la, int fd,
+    struct sockaddr *sa, socklen_t salen)
+{
+	struct conn *c = calloc(1, sizeof(*c));
+
+	(void)salen;
+	if (c == NULL || (c->ev = event_new(w->base, fd, 0, conn_io, c)) ==
+			     NULL) {
+		free(c);
+		close(fd);
+		return;
+	}
+	c->w = w;
+	c->fd = fd;
+	c->la = la;
+	c->cfg = w->cfg;
+	config_ref(c->cfg);
+	c->vh = la->def;
+	peer_name(sa, c->peer, sizeof(c->peer));
+	TAILQ_INSERT_TAIL(&w->conns, c, link);
+	w->nconns++;
+	atomic_fetch_add(&kt_nconns, 1);
+	sys_conn_setup(fd);
+
+	if (la->tls) {
+		if ((c->ssl = tls_new(c)) == NULL) {
+			log_error("%s: cannot create a TLS session", c->peer);
+			conn_close(c);
+			return;
+		}
+		c->state = CS_HANDSHAKE;
+		conn_deadline(c, c->cfg->handshake_timeout);
+	} else {
+		c->state = CS_READ;
+		conn_deadline(c, c->cfg->header_timeout);
+	}
+	conn_wait(c, EV_READ);
+}
+
+static void conn_handshake(struct conn *c)
+{
+	switch (tls_handshake(c)) {
+	case 1:
+		tls_record_mode(c);
+		log_debug("%s: %s %s ktls tx=%d rx=%d %s", c->peer,
+		    tls_version(c), tls_cipher(c), c->mode.ktls_tx,
+		    c->mode.ktls_rx, c->mode.why);
+		c->state = CS_READ;
+		conn_deadline(c, c->cfg->header_timeout);
+		h1_read(c);
+		break;
+	case 0:
+		conn_wait(c, c->want_write ? EV_WRITE : EV_READ);
+		break;
+	default:
+		conn_close(c);
+	}
+}
+
+/* Bytes, CONN_EOF, CONN_ERROR, or CONN_AGAIN with c->want_write set. */
+ssize_t conn_recv(struct conn *c, void *buf, size_t len)
+{
+	ssize_t n;
+	int e;
+
+	if (c->ssl == NULL) {
+		n = recv(c->fd, buf, len, 0);
+		if (n >= 0)
+			return n;
+		c->want_write = 0;
+		return errno == EAGAIN || errno == EINTR ? CONN_AGAIN
+							 : CONN_ERROR;
+	}
+	ERR_clear_error();
+	n = SSL_read(c->ssl, buf, (int)len);
+	if (n > 0)
+		return n;
+	e = SSL_get_error(c->ssl, (int)n);
+	switch (e) {
+	case SSL_ERROR_WANT_READ:
+	case SSL_ERROR_WANT_WRITE:
+		c->want_write = e == SSL_ERROR_WANT_WRITE;
+		return CONN_AGAIN;
+	case SSL_ERROR_ZERO_RETURN: /* close_notify */
+		return CONN_EOF;
+	case SSL_ERROR_SYSCALL:
+		c->tls_failed = 1;
+		return errno == 0 ? CONN_EOF : CONN_ERROR;
+	default: {
+		char err[160];
+		ERR_error_string_n(ERR_peek_error(), err, sizeof(err));
+		log_debug("%s: TLS read: %s", c->peer, err);
+		ERR_clear_error();
+		c->tls_failed = 1;
+		return CONN_ERROR;
+	}
+	}
+}
+
+static void linger_read(struct conn *c)
+{
+	char buf[4096];
+	ssize_t n = recv(c->fd, buf, sizeof(buf), 0);
+
+	if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+		conn_wait(c, EV_READ);
+		return;
+	}
+	if (n <= 0 || (size_t)n >= c->linger_left) {
+		conn_close(c);
+		return;
+	}
+	c->linger_left -= (size_t)n;
+	conn_wait(c, EV_READ);
+}
+
+/*
+ * End the connection after our last response: close_notify, and when the
+ * peer may still be sending (a body we did not read, a pipelined request
+ * we refused), half-close and drain so the peer reads our answer before
+ * its kernel sees a reset.
+ */
+void conn_finish(struct conn *c, int linger)
+{
+	if (c->ssl != NULL && !c->tls_failed &&
+	    SSL_is_init_finished((SSL *)c->ssl)) {
+		ERR_clear_error();
+		(void)SSL_shutdown(c->ssl);
+		ERR_clear_error();
+	}
+	if (!linger) {
+		conn_close(c);
+		return;
+	}
+	shutdown(c->fd, SHUT_WR);
+	c->state = CS_LINGER;
+	c->linger_left = KT_LINGER_BYTES;
+	c->deadline_us = conn_now_us(c) + KT_LINGER_MS * 1000;
+	conn_wait(c, EV_READ);
+}
+
+static void conn_io(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+	static const char *const phase[] = { "handshake", "request",
+		"send", "linger" };
+
+	(void)fd;
+	if (what & EV_TIMEOUT) {
+		if (c->state != CS_LINGER && (c->state != CS_READ || c->rlen))
+			log_info("%s: %s timeout, closing", c->peer,
+			    phase[c->state]);
+		conn_close(c);
+		return;
+	}
+	switch (c->state) {
+	case CS_HANDSHAKE:
+		conn_handshake(c);
+		break;
+	case CS_READ:
+		h1_read(c);
+		break;
+	case CS_WRITE:
+		h1_write(c);
+		break;
+	case CS_LINGER:
+		linger_read(c);
+		break;
+	}
+}
+
+void conn_close(struct conn *c)
+{
+	struct worker *w = c->w;
+
+	event_free(c->ev);
+	if (c->ssl != NULL)
+		SSL_free(c->ssl);
+	close(c->fd);
+	if (c->req != NULL)
+		req_free(c->req);
+	free(c->rbuf);
+	free(c->wbuf);
+	TAILQ_REMOVE(&w->conns, c, link);
+	w->nconns--;
+	atomic_fetch_sub(&kt_nconns, 1);
+	config_unref(c->cfg);
+	free(c);
+	if (w->stopping && w->nconns == 0)
+		event_base_loopexit(w->base, NULL);
+}
+
+/* Shutdown: close what is idle now; busy ones close after their response. */
+void conn_shutdown_idle(struct worker *w)
+{
+	struct conn *c, *next;
+
+	for (c = TAILQ_FIRST(&w->conns); c != NULL; c = next) {
+		next = TAILQ_NEXT(c, link);
+		c->keepalive = 0;
+		if (c->state == CS_HANDSHAKE || (c->state == CS_READ &&
+						    c->rlen == 0))
+			conn_finish(c, 0);
+	}
+}

@@ -1,0 +1,53 @@
+/*
+ * date.c: HTTP dates (RFC 9110 section 5.6.7). We send IMF-fixdate and
+ * accept the two obsolete forms too, as recipients must.
+ */
+#define _GNU_SOURCE
+#include "kttpd.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const char wday[7][4] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri",
+	"Sat" };
+static const char month[12][4] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
+	"Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+
+size_t date_format(time_t t, char *out, size_t outsz)
+{
+	struct tm tm;
+	int n;
+
+	gmtime_r(&t, &tm);
+	n = snprintf(out, outsz, "%s, %02d %s %04d %02d:%02d:%02d GMT",
+	    wday[tm.tm_wday], tm.tm_mday, month[tm.tm_mon], tm.tm_year + 1900,
+	    tm.tm_hour, tm.tm_min, tm.tm_sec);
+	return n < 0 || (size_t)n >= outsz ? 0 : (size_t)n;
+}
+
+int date_parse(const char *s, size_t len, time_t *out)
+{
+	static const char *const forms[] = {
+		"%a, %d %b %Y %H:%M:%S GMT", /* IMF-fixdate */
+		"%A, %d-%b-%y %H:%M:%S GMT", /* RFC 850 */
+		"%a %b %e %H:%M:%S %Y", /* asctime */
+	};
+	char buf[64];
+
+	if (len == 0 || len >= sizeof(buf))
+		return -1;
+	memcpy(buf, s, len);
+	buf[len] = '\0';
+	for (size_t i = 0; i < sizeof(forms) / sizeof(forms[0]); i++) {
+		struct tm tm;
+		const char *end;
+
+		memset(&tm, 0, sizeof(tm));
+		end = strptime(buf, forms[i], &tm);
+		if (end != NULL && *end == '\0') {
+			*out = timegm(&tm);
+			return 0;
+		}
+	}
+	return -1;
+}

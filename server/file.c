@@ -1,0 +1,169 @@
+/*
+ * file.c: the static file handler. Opens beneath the location's root
+ * (the kernel refuses any escape), serves index files, redirects a
+ * directory named without its slash, and answers conditionals and one
+ * Range. The body stays a file range for body.c.
+ */
+#define _GNU_SOURCE
+#include "kttpd.h"
+#include "../sys/sys.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int errno_status(int e)
+{
+	switch (e) {
+	case EACCES:
+	case EPERM:
+		return 403;
+	case ENOENT:
+	case ENOTDIR:
+	case ENAMETOOLONG:
+	case EXDEV: /* a symlink out of the root: as if absent */
+	case ELOOP:
+		return 404;
+	default:
+		log_error("open: %s", strerror(e));
+		return 500;
+	}
+}
+
+static int open_rel(struct location *l, const char *path, int *fd,
+    struct stat *st)
+{
+	*fd = sys_open_beneath(l->root_fd, path,
+	    O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	if (*fd < 0)
+		return errno_status(errno);
+	if (fstat(*fd, st) < 0) {
+		int e = errno;
+		close(*fd);
+		*fd = -1;
+		return errno_status(e);
+	}
+	return 0;
+}
+
+/* Percent-encode what may not stand in a Location path. */
+static char *location_for(const char *path, struct span query)
+{
+	static const char ok[] = "-._~!$&'()*+,;=:@/";
+	size_t n = strlen(path), o = 0;
+	char *out = malloc(n * 3 + 2 + query.n + 2);
+
+	if (out == NULL)
+		return NULL;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)path[i];
+		if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		    (ch >= '0' && ch <= '9') || strchr(ok, ch) != NULL)
+			out[o++] = (char)ch;
+		else
+			o += (size_t)sprintf(out + o, "%%%02X", ch);
+	}
+	out[o++] = '/';
+	if (query.p != NULL) {
+		out[o++] = '?';
+		memcpy(out + o, query.p, query.n);
+		o += query.n;
+	}
+	out[o] = '\0';
+	return out;
+}
+
+/* A directory: its first index file that is a regular file. */
+static int open_index(struct request *r, const char *dir, int *fd,
+    struct stat *st, const char **name)
+{
+	size_t dlen = strlen(dir);
+
+	for (int i = 0; i < r->loc->nindex; i++) {
+		size_t ilen = strlen(r->loc->index[i]);
+		char *p = malloc(dlen + ilen + 1);
+		int s;
+
+		if (p == NULL)
+			return 500;
+		memcpy(p, dir, dlen);
+		memcpy(p + dlen, r->loc->index[i], ilen + 1);
+		s = open_rel(r->loc, p, fd, st);
+		free(p);
+		if (s == 0 && S_ISREG(st->st_mode)) {
+			*name = r->loc->index[i];
+			return 0;
+		}
+		if (s == 0)
+			close(*fd);
+		*fd = -1;
+		if (s != 404)
+			return s;
+	}
+	return 403; /* no index, and listings are off */
+}
+
+void file_serve(struct request *r, const char *path, struct span query)
+{
+	const char *name = path;
+	struct stat st;
+	uint64_t first, last;
+	int fd, s;
+
+	r->loc = config_location(r->vh, path);
+	if ((s = open_rel(r->loc, path, &fd, &st)) != 0)
+		goto fail;
+	if (S_ISDIR(st.st_mode)) {
+		close(fd);
+		if (path[strlen(path) - 1] != '/') {
+			r->location = location_for(path, query);
+			s = r->location ? 301 : 500;
+			goto fail;
+		}
+		if ((s = open_index(r, path, &fd, &st, &name)) != 0)
+			goto fail;
+	} else if (!S_ISREG(st.st_mode)) {
+		close(fd);
+		s = 404;
+		goto fail;
+	} else if (path[strlen(path) - 1] == '/') {
+		close(fd); /* "/file.txt/" names no directory */
+		s = 404;
+		goto fail;
+	}
+
+	r->fd = fd;
+	r->size = (uint64_t)st.st_size;
+	r->mtime = st.st_mtime;
+	r->ctype = mime_type(r->vh->cfg->mime, name);
+	snprintf(r->etag, sizeof(r->etag), "\"%llx-%llx\"",
+	    (unsigned long long)st.st_mtime, (unsigned long long)st.st_size);
+	r->off = 0;
+	r->len = r->size;
+	if (cond_not_modified(r)) {
+		r->status = 304;
+		return;
+	}
+	r->status = 200;
+	if (r->range.p == NULL || !cond_if_range(r))
+		return;
+	switch (range_parse(r->range.p, r->range.n, r->size, &first, &last)) {
+	case RANGE_OK:
+		r->status = 206;
+		r->partial = 1;
+		r->off = first;
+		r->len = last - first + 1;
+		break;
+	case RANGE_UNSATISFIABLE:
+		r->status = 416;
+		break;
+	case RANGE_NONE:
+		break;
+	}
+	return;
+fail:
+	r->status = s;
+}

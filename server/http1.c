@@ -1,0 +1,457 @@
+/*
+ * http1.c: HTTP/1.x on a connection: read a request head, parse it with
+ * http-parser, hand it to the shared request code, write the response
+ * head, let body.c send the body, then keep-alive or close.
+ *
+ * The head is collected whole before http-parser sees it. The collecting
+ * scan is where the strict rules live that http-parser is lenient about:
+ * bare LF or CR, NUL, obs-fold. Whatever follows the head (a body we do
+ * not read, or pipelined requests) waits in the buffer; a request with a
+ * body ends the connection after its response, so its bytes are never
+ * taken for a request (no smuggling).
+ */
+#define _GNU_SOURCE
+#include "kttpd.h"
+
+#include <event2/event.h>
+#include <http_parser.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define RBUF_START 2048
+
+struct h1p {
+	http_parser p;
+	struct conn *c;
+	struct request *r;
+	int status; /* our own verdict, beats http-parser's */
+	long nfields;
+	struct span field; /* current header name */
+	struct span *value; /* where its value goes, or NULL */
+	struct span skip;
+	int in_field, has_cl, has_te;
+};
+
+static int on_url(http_parser *p, const char *at, size_t len)
+{
+	struct h1p *h = p->data;
+
+	if (h->r->target.p == NULL)
+		h->r->target.p = at;
+	h->r->target.n += len;
+	if (h->r->target.n > (size_t)h->c->cfg->max_uri) {
+		h->status = 414;
+		return -1;
+	}
+	return 0;
+}
+
+static int on_header_field(http_parser *p, const char *at, size_t len)
+{
+	struct h1p *h = p->data;
+
+	if (h->in_field && at == h->field.p + h->field.n) {
+		h->field.n += len; /* the same name, delivered in pieces */
+		return 0;
+	}
+	if (++h->nfields > h->c->cfg->max_headers) {
+		h->status = 431;
+		return -1;
+	}
+	h->field.p = at;
+	h->field.n = len;
+	h->in_field = 1;
+	return 0;
+}
+
+static struct span *value_slot(struct h1p *h)
+{
+	static const struct {
+		const char *name;
+		size_t off;
+	} known[] = {
+#define K(n, f) { n, offsetof(struct request, f) }
+		K("host", host),
+		K("if-none-match", if_none_match),
+		K("if-modified-since", if_modified_since),
+		K("range", range),
+		K("if-range", if_range),
+		K("user-agent", user_agent),
+		K("referer", referer),
+#undef K
+	};
+	struct span *slot;
+
+	if (h->field.n == 17 &&
+	    strncasecmp(h->field.p, "transfer-encoding", 17) == 0)
+		h->has_te = 1;
+	if (h->field.n == 14 &&
+	    strncasecmp(h->field.p, "content-length", 14) == 0)
+		h->has_cl = 1;
+	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++) {
+		if (strlen(known[i].name) != h->field.n ||
+		    strncasecmp(known[i].name, h->field.p, h->field.n) != 0)
+			continue;
+		slot = (struct span *)((char *)h->r + known[i].off);
+		if (slot->p != NULL) {
+			if (i == 0)
+				h->status = 400; /* two Host headers */
+			return NULL; /* keep the first of the others */
+		}
+		return slot;
+	}
+	return NULL;
+}
+
+static int on_header_value(http_parser *p, const char *at, size_t len)
+{
+	struct h1p *h = p->data;
+
+	if (h->in_field) {
+		h->in_field = 0;
+		h->value = value_slot(h);
+		if (h->status)
+			return -1;
+		if (h->value == NULL)
+			h->value = &h->skip;
+		h->value->p = at;
+		h->value->n = len;
+		return 0;
+	}
+	h->value->n += len;
+	return 0;
+}
+
+static void trim(struct span *s)
+{
+	while (s->n > 0 && (s->p[s->n - 1] == ' ' || s->p[s->n - 1] == '\t'))
+		s->n--;
+	while (s->n > 0 && (s->p[0] == ' ' || s->p[0] == '\t')) {
+		s->p++;
+		s->n--;
+	}
+}
+
+static int on_headers_complete(http_parser *p)
+{
+	struct h1p *h = p->data;
+	struct request *r = h->r;
+
+	if (h->has_te && h->has_cl) {
+		h->status = 400; /* the classic smuggling pair */
+		return -1;
+	}
+	r->http_major = p->http_major;
+	r->http_minor = p->http_minor;
+	r->method = p->method == HTTP_GET ? M_GET
+	    : p->method == HTTP_HEAD      ? M_HEAD
+					  : M_OTHER;
+	r->has_body = h->has_te || (p->flags & F_CHUNKED) ||
+	    ((p->flags & F_CONTENTLENGTH) && p->content_length > 0);
+	h->c->keepalive = http_should_keep_alive(p) ? 1 : 0;
+	trim(&r->host);
+	trim(&r->if_none_match);
+	trim(&r->if_modified_since);
+	trim(&r->range);
+	trim(&r->if_range);
+	http_parser_pause(p, 1);
+	return 0;
+}
+
+static const http_parser_settings settings = {
+	.on_url = on_url,
+	.on_header_field = on_header_field,
+	.on_header_value = on_header_value,
+	.on_headers_complete = on_headers_complete,
+};
+
+/* Parse the head in c->rbuf[0..len). 0, or the status to answer with. */
+static int parse(struct conn *c, struct request *r, size_t len)
+{
+	struct h1p h = { .c = c, .r = r };
+	const char *sp = memchr(c->rbuf, ' ', len);
+	size_t n;
+
+	r->method_str.p = c->rbuf;
+	r->method_str.n = sp ? (size_t)(sp - c->rbuf) : 0;
+	http_parser_init(&h.p, HTTP_REQUEST);
+	h.p.data = &h;
+	n = http_parser_execute(&h.p, &settings, c->rbuf, len);
+	if (h.status)
+		return h.status;
+	if (HTTP_PARSER_ERRNO(&h.p) != HPE_PAUSED) {
+		log_debug("%s: bad request: %s", c->peer,
+		    http_errno_name(HTTP_PARSER_ERRNO(&h.p)));
+		return 400;
+	}
+	if (n + 1 < len) /* paused on the head's last byte */
+		return 400;
+	if (r->http_major != 1)
+		return 505;
+	if (r->http_minor == 1 && r->host.p == NULL)
+		return 400;
+	return 0;
+}
+
+/*
+ * Look for the end of the head from where the last scan stopped. Returns
+ * the head's length, 0 for "need more", or -status.
+ */
+static ssize_t scan(struct conn *c)
+{
+	char *b = c->rbuf;
+
+	/* empty lines before a request line are allowed (RFC 9112 2.2) */
+	while (c->scanned == 0 && c->rlen >= 2 && b[0] == '\r' && b[1] == '\n') {
+		memmove(b, b + 2, c->rlen - 2);
+		c->rlen -= 2;
+	}
+	for (size_t i = c->scanned; i < c->rlen; i++) {
+		char ch = b[i];
+		if (ch == '\n') {
+			if (i == 0 || b[i - 1] != '\r')
+				return -400; /* bare LF */
+			if (i >= 3 && b[i - 2] == '\n' && b[i - 3] == '\r')
+				return (ssize_t)i + 1;
+		} else if (i > 0 && b[i - 1] == '\r')
+			return -400; /* bare CR */
+		else if (ch == '\0')
+			return -400;
+		else if ((ch == ' ' || ch == '\t') && i > 0 && b[i - 1] == '\n')
+			return -400; /* obs-fold */
+	}
+	c->scanned = c->rlen;
+	return 0;
+}
+
+static int too_large(struct conn *c)
+{
+	return memchr(c->rbuf, '\n', c->rlen) == NULL ? 414 : 431;
+}
+
+static int rbuf_grow(struct conn *c)
+{
+	size_t max = (size_t)c->cfg->max_request_head;
+	size_t cap = c->rcap ? c->rcap * 2 : RBUF_START;
+	char *nb;
+
+	if (c->rcap >= max)
+		return -1;
+	if (cap > max)
+		cap = max;
+	if ((nb = realloc(c->rbuf, cap)) == NULL)
+		return -1;
+	c->rbuf = nb;
+	c->rcap = cap;
+	return 0;
+}
+
+static void append(char *buf, size_t cap, size_t *n, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void append(char *buf, size_t cap, size_t *n, const char *fmt, ...)
+{
+	va_list ap;
+	int r;
+
+	if (*n >= cap)
+		return;
+	va_start(ap, fmt);
+	r = vsnprintf(buf + *n, cap - *n, fmt, ap);
+	va_end(ap);
+	*n += r < 0 ? 0 : (size_t)r;
+}
+
+/* Build the response head in c->wbuf, then start sending. */
+static void respond(struct conn *c)
+{
+	struct request *r = c->req;
+	char date[40], err[512];
+	size_t n = 0, cap = KT_CHUNK, errlen = 0;
+	int file = r->fd >= 0 && (r->status == 200 || r->status == 206);
+	int head = r->method == M_HEAD;
+
+	if (c->wbuf == NULL && (c->wbuf = malloc(KT_CHUNK)) == NULL) {
+		conn_close(c);
+		return;
+	}
+	if (!file && r->status != 304)
+		errlen = req_error_body(r->status, err, sizeof(err));
+	append(c->wbuf, cap, &n, "HTTP/1.1 %d %s\r\n", r->status,
+	    req_reason(r->status));
+	if (c->cfg->server_tokens)
+		append(c->wbuf, cap, &n, "Server: kttpd\r\n");
+	append(c->wbuf, cap, &n, "Date: %s\r\n", worker_date(c->w));
+	if (file || r->status == 304) {
+		struct location *l = r->loc;
+		date_format(r->mtime, date, sizeof(date));
+		if (file)
+			append(c->wbuf, cap, &n,
+			    "Content-Type: %s\r\nContent-Length: %llu\r\n"
+			    "Accept-Ranges: bytes\r\n",
+			    r->ctype, (unsigned long long)r->len);
+		append(c->wbuf, cap, &n, "Last-Modified: %s\r\nETag: %s\r\n",
+		    date, r->etag);
+		if (r->partial)
+			append(c->wbuf, cap, &n,
+			    "Content-Range: bytes %llu-%llu/%llu\r\n",
+			    (unsigned long long)r->off,
+			    (unsigned long long)(r->off + r->len - 1),
+			    (unsigned long long)r->size);
+		if (l && l->cache_control)
+			append(c->wbuf, cap, &n, "Cache-Control: %s\r\n",
+			    l->cache_control);
+		if (l && l->expires > 0) {
+			date_format(time(NULL) + l->expires, date, sizeof(date));
+			append(c->wbuf, cap, &n, "Expires: %s\r\n", date);
+		}
+	} else {
+		append(c->wbuf, cap, &n,
+		    "Content-Type: text/html\r\nContent-Length: %zu\r\n", errlen);
+		if (r->status == 416)
+			append(c->wbuf, cap, &n, "Content-Range: bytes */%llu\r\n",
+			    (unsigned long long)r->size);
+		if (r->status == 405)
+			append(c->wbuf, cap, &n, "Allow: GET, HEAD\r\n");
+		if (r->location)
+			append(c->wbuf, cap, &n, "Location: %s\r\n", r->location);
+	}
+	if (!c->keepalive)
+		append(c->wbuf, cap, &n, "Connection: close\r\n");
+	else if (r->http_minor == 0)
+		append(c->wbuf, cap, &n, "Connection: keep-alive\r\n");
+	append(c->wbuf, cap, &n, "\r\n");
+	if (n >= cap) { /* only a huge Location can do this */
+		log_error("%s: response head too large", c->peer);
+		conn_close(c);
+		return;
+	}
+	if (!head && !file)
+		memcpy(c->wbuf + n, err, errlen < cap - n ? errlen : cap - n),
+		    n += errlen < cap - n ? errlen : cap - n;
+	c->wlen = n;
+	c->wpos = 0;
+	r->head_len = n - (head || file ? 0 : errlen);
+	if (!file || head)
+		r->len = 0;
+	else if (body_fill(c, cap - n) < 0) {
+		conn_close(c);
+		return;
+	}
+	c->state = CS_WRITE;
+	conn_deadline(c, c->cfg->send_timeout);
+	h1_write(c);
+}
+
+/* A complete head of len bytes is in c->rbuf. */
+static void request(struct conn *c, size_t len, int status)
+{
+	struct request *r = calloc(1, sizeof(*r));
+
+	if (r == NULL) {
+		conn_close(c);
+		return;
+	}
+	r->fd = -1;
+	r->http_major = r->http_minor = 1;
+	r->start_us = conn_now_us(c);
+	r->vh = c->vh;
+	c->req = r;
+	c->head_len = len;
+	c->nreq++;
+	if (status == 0)
+		status = parse(c, r, len);
+	if (r->has_body || status != 0 || c->w->stopping ||
+	    c->nreq >= (unsigned)c->cfg->keepalive_requests ||
+	    c->cfg->keepalive_timeout == 0)
+		c->keepalive = 0;
+	if (status != 0)
+		r->status = status;
+	else
+		req_dispatch(c, r);
+	respond(c);
+}
+
+void h1_read(struct conn *c)
+{
+	for (;;) {
+		ssize_t n = c->rbuf ? scan(c) : 0;
+
+		if (n != 0) {
+			request(c, n > 0 ? (size_t)n : c->rlen,
+			    n > 0 ? 0 : (int)-n);
+			return;
+		}
+		if (c->rlen == c->rcap && rbuf_grow(c) < 0) {
+			request(c, c->rlen, too_large(c));
+			return;
+		}
+		n = conn_recv(c, c->rbuf + c->rlen, c->rcap - c->rlen);
+		if (n > 0) {
+			if (c->rlen == 0) /* a request starts: its head's clock */
+				conn_deadline(c, c->cfg->header_timeout);
+			c->rlen += (size_t)n;
+			continue;
+		}
+		if (n == CONN_AGAIN) {
+			conn_wait(c, c->want_write ? EV_WRITE : EV_READ);
+			return;
+		}
+		conn_close(c); /* EOF or error between or inside heads */
+		return;
+	}
+}
+
+/* The response went out: log it, then the next request or the close. */
+static void done(struct conn *c)
+{
+	struct request *r = c->req;
+	int linger = r->has_body || r->status >= 400;
+
+	log_access(c, r);
+	req_free(r);
+	c->req = NULL;
+	c->rlen -= c->head_len;
+	memmove(c->rbuf, c->rbuf + c->head_len, c->rlen);
+	c->head_len = 0;
+	c->scanned = 0;
+	if (!c->keepalive) {
+		conn_finish(c, linger || c->rlen > 0);
+		return;
+	}
+	c->state = CS_READ;
+	if (c->rlen > 0) { /* pipelined */
+		conn_deadline(c, c->cfg->header_timeout);
+		h1_read(c);
+		return;
+	}
+	/* idle: hold no buffers */
+	free(c->rbuf);
+	free(c->wbuf);
+	c->rbuf = c->wbuf = NULL;
+	c->rcap = 0;
+	conn_deadline(c, c->cfg->keepalive_timeout);
+	if (c->ssl && tls_pending(c))
+		h1_read(c);
+	else
+		conn_wait(c, EV_READ);
+}
+
+void h1_write(struct conn *c)
+{
+	switch (body_send(c)) {
+	case BODY_DONE:
+		done(c);
+		break;
+	case BODY_AGAIN_WRITE:
+		conn_wait(c, EV_WRITE);
+		break;
+	case BODY_AGAIN_READ:
+		conn_wait(c, EV_READ);
+		break;
+	case BODY_ERROR:
+		conn_close(c);
+		break;
+	}
+}

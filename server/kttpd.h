@@ -1,0 +1,329 @@
+/*
+ * kttpd: an HTTPS static file server that hands TLS sessions to the kernel.
+ *
+ * One header for the whole server: shared structs first, then the
+ * prototypes grouped by the file that defines them (OpenBSD httpd style).
+ */
+#ifndef KTTPD_H
+#define KTTPD_H
+
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <time.h>
+
+#define KTTPD_VERSION "0.1.0"
+
+/* Built-in defaults; every one can be changed in the config file. */
+#define KT_DEF_MAX_CONNECTIONS 10000
+#define KT_DEF_MAX_REQUEST_HEAD 16384
+#define KT_DEF_MAX_URI 8192
+#define KT_DEF_MAX_HEADERS 100
+#define KT_DEF_KEEPALIVE_REQUESTS 1000
+#define KT_DEF_HANDSHAKE_TIMEOUT 10
+#define KT_DEF_HEADER_TIMEOUT 10
+#define KT_DEF_KEEPALIVE_TIMEOUT 75
+#define KT_DEF_SEND_TIMEOUT 60
+#define KT_DEF_SHUTDOWN_TIMEOUT 30
+#define KT_DEF_SESSION_CACHE 20480
+#define KT_DEF_SESSION_TIMEOUT 3600
+
+/* Fixed limits: sizes of structures, not policy. */
+#define KT_MAX_WORKERS 256
+#define KT_MAX_INDEX 8
+#define KT_LINGER_MS 2000        /* drain unread input before close */
+#define KT_LINGER_BYTES 65536    /* ... at most this much */
+#define KT_ACCEPT_PAUSE_MS 100   /* EMFILE: stop accepting this long */
+#define KT_ACCEPT_BATCH 64       /* accepts per readiness event */
+#define KT_CHUNK 16384           /* one TLS record of plaintext */
+#define KT_SENDFILE_CHUNK (1 << 20) /* per sendfile() call, for fairness */
+
+struct config;
+struct vhost;
+struct worker;
+struct conn;
+
+/* ------------------------------------------------------------------ */
+/* Configuration: immutable once built; reload builds a new one.       */
+
+struct location {
+	char *prefix;
+	size_t prefix_len;
+	char *root;
+	int root_fd; /* O_PATH directory fd: every open is beneath it */
+	char *index[KT_MAX_INDEX];
+	int nindex;
+	char *cache_control;
+	long expires;
+};
+
+struct vhost {
+	char *name;
+	char **aliases;
+	int naliases;
+	struct location *locs; /* longest prefix first; the last is "/" */
+	int nlocs;
+	void *ssl_ctx; /* SSL_CTX *, NULL without a tls section */
+	char *tls_ciphers, *tls_suites; /* applied when SNI picks us */
+	struct config *cfg;
+};
+
+struct listen_addr {
+	char *spec; /* as written, for messages */
+	char key[80]; /* normalized "addr:port/tls", matches across reloads */
+	struct sockaddr_storage ss;
+	socklen_t sslen;
+	int tls;
+	struct vhost *def;
+	struct vhost **vhosts;
+	int nvhosts;
+	int *fds; /* one SO_REUSEPORT socket per worker, owned by listeners */
+};
+
+enum kt_loglevel { KT_LOG_ERROR, KT_LOG_WARN, KT_LOG_INFO, KT_LOG_DEBUG };
+
+struct config {
+	atomic_int refs;
+	char *path;
+	int workers;
+	char *user, *group, *pid_file;
+	char *error_log, *access_log, *mime_types;
+	int log_level;
+	int access_json;
+	int server_tokens;
+	int ktls;
+	long max_connections, max_request_head, max_uri, max_headers;
+	long keepalive_requests;
+	long handshake_timeout, header_timeout, keepalive_timeout;
+	long send_timeout, shutdown_timeout;
+	int session_tickets;
+	long session_cache, session_timeout;
+	struct vhost *vhosts;
+	int nvhosts;
+	struct listen_addr *listens;
+	int nlistens;
+	struct mime *mime;
+};
+
+/* ------------------------------------------------------------------ */
+/* A request, independent of HTTP/1 or HTTP/2.                         */
+
+enum kt_method { M_GET, M_HEAD, M_OTHER };
+
+struct span {
+	const char *p;
+	size_t n;
+};
+
+struct request {
+	/* parsed: pointers into the connection's input buffer */
+	enum kt_method method;
+	struct span method_str, target, host, if_none_match, if_modified_since,
+	    range, if_range, user_agent, referer;
+	int http_major, http_minor;
+	int has_body;
+
+	/* routing */
+	struct vhost *vh;
+	struct location *loc;
+
+	/* response */
+	int status;
+	char *location; /* redirect target (malloc) */
+	const char *ctype;
+	int fd; /* body file, -1 without */
+	uint64_t size; /* file size */
+	uint64_t off, len; /* body range */
+	int partial; /* 206: send Content-Range */
+	time_t mtime;
+	char etag[48];
+
+	/* accounting */
+	uint64_t sent; /* response bytes written, head included */
+	size_t head_len; /* response head bytes */
+	int64_t start_us;
+};
+
+/* ------------------------------------------------------------------ */
+/* Workers and connections.                                            */
+
+enum conn_state {
+	CS_HANDSHAKE,
+	CS_READ, /* idle, or reading a request head */
+	CS_WRITE, /* sending a response */
+	CS_LINGER /* sent our last bytes; draining input before close */
+};
+
+/* How this connection's bytes are encrypted. */
+struct conn_mode {
+	unsigned tls : 1;
+	unsigned ktls_tx : 1;
+	unsigned ktls_rx : 1;
+	const char *why; /* when TX or RX stayed in userspace */
+};
+
+struct conn {
+	TAILQ_ENTRY(conn) link;
+	struct worker *w;
+	struct config *cfg; /* held reference */
+	struct listen_addr *la;
+	struct vhost *vh; /* chosen by SNI, or the listener's default */
+	int fd;
+	void *ssl; /* SSL *, NULL on a plain listener */
+	struct event *ev;
+	enum conn_state state;
+	struct conn_mode mode;
+	int64_t deadline_us; /* of the current phase; 0 = none */
+	unsigned keepalive : 1;
+	unsigned want_write : 1; /* TLS asked for writability while reading */
+	unsigned tls_failed : 1; /* fatal TLS error: no close_notify */
+	unsigned nreq;
+	char peer[48];
+
+	/* input: allocated while a request is being read or pipelined */
+	char *rbuf;
+	size_t rlen, rcap, scanned;
+	size_t head_len; /* bytes of rbuf the current request occupies */
+
+	/* output */
+	struct request *req;
+	char *wbuf; /* response head, then userspace body chunks */
+	size_t wlen, wpos;
+	size_t linger_left;
+};
+
+TAILQ_HEAD(conn_list, conn);
+
+struct worker {
+	int id;
+	struct event_base *base;
+	struct config *cfg; /* current generation, held reference */
+	struct event **accept_ev;
+	int naccept;
+	struct event *cmd_ev;
+	struct event *pause_ev;
+	struct event *stop_ev;
+	atomic_int cmd;
+	_Atomic(struct config *) next_cfg; /* handed over by a reload */
+	struct conn_list conns;
+	int nconns;
+	int stopping;
+	time_t date_t;
+	char date[40];
+};
+
+/* ------------------------------------------------------------------ */
+/* Prototypes, by file.                                                */
+
+/* main.c */
+extern atomic_long kt_nconns; /* open connections, all workers */
+
+/* config.c */
+struct tls_params {
+	const char *cert, *key, *ciphers, *suites;
+	int min, max; /* protocol versions, 0x0303 = TLS 1.2 */
+};
+struct config *config_load(const char *path);
+void config_tls_params(void *section, struct tls_params *);
+void config_ref(struct config *);
+void config_unref(struct config *);
+struct vhost *config_vhost_by_name(struct listen_addr *, const char *,
+    size_t);
+struct location *config_location(struct vhost *, const char *path);
+
+/* listeners.c */
+int listeners_sync(struct config *);
+void listeners_close_unused(void);
+
+/* worker.c */
+int worker_start_all(struct config *);
+void worker_reload_all(struct config *);
+void worker_stop_all(void);
+void worker_join_all(void);
+const char *worker_date(struct worker *);
+
+/* conn.c */
+void conn_accept(struct worker *, struct listen_addr *, int fd,
+    struct sockaddr *, socklen_t);
+enum { CONN_EOF = 0, CONN_ERROR = -1, CONN_AGAIN = -2 };
+void conn_close(struct conn *);
+void conn_finish(struct conn *, int linger);
+void conn_shutdown_idle(struct worker *);
+void conn_wait(struct conn *, short what);
+void conn_deadline(struct conn *, long seconds);
+ssize_t conn_recv(struct conn *, void *buf, size_t len);
+int64_t conn_now_us(struct conn *);
+
+/* tls.c */
+int tls_init(void);
+void *tls_ctx_new(const struct tls_params *, char *err, size_t errlen);
+void tls_ctx_free(void *ctx);
+int tls_vhost_setup(struct config *, struct vhost *, void *tls_section);
+void *tls_new(struct conn *);
+int tls_handshake(struct conn *);
+void tls_record_mode(struct conn *);
+int tls_pending(struct conn *);
+const char *tls_version(struct conn *);
+const char *tls_cipher(struct conn *);
+void tls_ktls_probe(struct config *);
+
+/* http1.c */
+void h1_read(struct conn *);
+void h1_write(struct conn *);
+void h1_begin(struct conn *);
+
+/* request.c */
+void req_dispatch(struct conn *, struct request *);
+void req_free(struct request *);
+const char *req_reason(int status);
+size_t req_error_body(int status, char *out, size_t outsz);
+
+/* path.c */
+int path_decode(const char *uri, size_t len, char *out, size_t outsz);
+int path_hidden(const char *path);
+
+/* range.c */
+enum range_result { RANGE_NONE, RANGE_OK, RANGE_UNSATISFIABLE };
+enum range_result range_parse(const char *hdr, size_t len, uint64_t size,
+    uint64_t *first, uint64_t *last);
+
+/* cond.c */
+int cond_etag_match(const char *list, size_t len, const char *etag,
+    int weak);
+int cond_not_modified(struct request *);
+int cond_if_range(struct request *);
+
+/* date.c */
+size_t date_format(time_t, char *out, size_t outsz);
+int date_parse(const char *s, size_t len, time_t *out);
+
+/* file.c */
+void file_serve(struct request *, const char *path, struct span query);
+
+/* body.c */
+enum body_result { BODY_DONE, BODY_AGAIN_WRITE, BODY_AGAIN_READ, BODY_ERROR };
+enum body_result body_send(struct conn *);
+int body_fill(struct conn *, size_t room);
+
+/* mime.c */
+struct mime *mime_load(const char *path);
+void mime_free(struct mime *);
+const char *mime_type(const struct mime *, const char *path);
+
+/* log.c */
+int log_configure(struct config *);
+void log_reopen(void);
+void log_msg(int level, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void log_access(struct conn *, struct request *);
+#define log_error(...) log_msg(KT_LOG_ERROR, __VA_ARGS__)
+#define log_warn(...) log_msg(KT_LOG_WARN, __VA_ARGS__)
+#define log_info(...) log_msg(KT_LOG_INFO, __VA_ARGS__)
+#define log_debug(...) log_msg(KT_LOG_DEBUG, __VA_ARGS__)
+
+#endif

@@ -1,0 +1,210 @@
+/*
+ * log.c: the error log (levels) and the access log (combined or json).
+ * Each line leaves in one write() to an O_APPEND descriptor, so worker
+ * threads need no lock. Reopening (SIGUSR1, reload) opens the new file and
+ * dup2()s it over the old descriptor number: writers never see a gap.
+ */
+#define _GNU_SOURCE
+#include "kttpd.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+static const char *const level_name[] = { "error", "warn", "info", "debug" };
+
+static struct {
+	atomic_int level;
+	int err_fd; /* 2 for stderr */
+	int acc_fd; /* -1 for none */
+	char err_path[512], acc_path[512];
+} lg = { .level = KT_LOG_INFO, .err_fd = 2, .acc_fd = -1 };
+
+static int open_log(const char *path)
+{
+	return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+}
+
+/* Point *fd at path ("" = none, "stderr"), keeping the fd number. */
+static int reopen(int *fd, char *cur, size_t cursz, const char *path)
+{
+	int nfd;
+
+	if (path == NULL || *path == '\0') {
+		if (*fd > 2)
+			close(*fd);
+		*fd = -1;
+		goto done;
+	}
+	if (strcmp(path, "stderr") == 0) {
+		if (*fd > 2)
+			close(*fd);
+		*fd = 2;
+		goto done;
+	}
+	if ((nfd = open_log(path)) < 0) {
+		log_error("cannot open log %s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (*fd > 2) {
+		dup2(nfd, *fd);
+		close(nfd);
+	} else
+		*fd = nfd;
+done:
+	snprintf(cur, cursz, "%s", path ? path : "");
+	return 0;
+}
+
+int log_configure(struct config *cfg)
+{
+	atomic_store(&lg.level, cfg->log_level);
+	if (reopen(&lg.err_fd, lg.err_path, sizeof(lg.err_path),
+		cfg->error_log) < 0)
+		return -1;
+	return reopen(&lg.acc_fd, lg.acc_path, sizeof(lg.acc_path),
+	    cfg->access_log);
+}
+
+void log_reopen(void)
+{
+	char e[512], a[512];
+
+	memcpy(e, lg.err_path, sizeof(e));
+	memcpy(a, lg.acc_path, sizeof(a));
+	reopen(&lg.err_fd, lg.err_path, sizeof(lg.err_path), e);
+	reopen(&lg.acc_fd, lg.acc_path, sizeof(lg.acc_path), a);
+}
+
+void log_msg(int level, const char *fmt, ...)
+{
+	char buf[1024];
+	struct timeval tv;
+	struct tm tm;
+	size_t n;
+	va_list ap;
+	int r;
+
+	if (level > atomic_load(&lg.level) || lg.err_fd < 0)
+		return;
+	gettimeofday(&tv, NULL);
+	localtime_r(&tv.tv_sec, &tm);
+	n = strftime(buf, sizeof(buf), "%Y/%m/%d %H:%M:%S", &tm);
+	n += (size_t)snprintf(buf + n, sizeof(buf) - n, " [%s] ",
+	    level_name[level]);
+	va_start(ap, fmt);
+	r = vsnprintf(buf + n, sizeof(buf) - n - 1, fmt, ap);
+	va_end(ap);
+	n = r < 0 ? n : n + (size_t)r;
+	if (n > sizeof(buf) - 2)
+		n = sizeof(buf) - 2;
+	buf[n++] = '\n';
+	(void)!write(lg.err_fd, buf, n);
+}
+
+/* A line being built; appends clamp at the end instead of overflowing. */
+struct line {
+	char buf[4096];
+	size_t n;
+};
+
+static void put(struct line *l, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void put(struct line *l, const char *fmt, ...)
+{
+	size_t room = sizeof(l->buf) - 1 - l->n; /* one byte kept for \n */
+	va_list ap;
+	int r;
+
+	va_start(ap, fmt);
+	r = vsnprintf(l->buf + l->n, room + 1, fmt, ap);
+	va_end(ap);
+	if (r > 0)
+		l->n += (size_t)r < room ? (size_t)r : room;
+}
+
+/* Append a request field, escaped for a quoted log field. */
+static void put_esc(struct line *l, struct span s, int json)
+{
+	if (s.p == NULL || s.n == 0) {
+		if (!json)
+			put(l, "-");
+		return;
+	}
+	for (size_t i = 0; i < s.n && l->n + 8 < sizeof(l->buf); i++) {
+		unsigned char c = (unsigned char)s.p[i];
+		if (json && c >= 0x80)
+			l->buf[l->n++] = (char)c; /* decoded paths are UTF-8 */
+		else if (c == '"' || c == '\\' || c < 0x20 || c >= 0x7f)
+			put(l, json ? "\\u%04x" : "\\x%02x", c);
+		else
+			l->buf[l->n++] = (char)c;
+	}
+}
+
+static void ktls_field(struct conn *c, char *out, size_t len)
+{
+	if (!c->mode.tls)
+		snprintf(out, len, "-");
+	else if (c->mode.ktls_tx && c->mode.ktls_rx)
+		snprintf(out, len, "tx+rx");
+	else if (c->mode.ktls_tx)
+		snprintf(out, len, "tx(rx:%s)", c->mode.why);
+	else
+		snprintf(out, len, "off(%s)", c->mode.why);
+}
+
+void log_access(struct conn *c, struct request *r)
+{
+	struct line l = { .n = 0 };
+	char tbuf[64], mode[96];
+	struct timeval tv;
+	struct tm tm;
+	int json = c->cfg->access_json;
+	const char *server = r->vh ? r->vh->name : "-";
+	unsigned long long sent = r->sent > r->head_len ? r->sent - r->head_len
+							: 0; /* body bytes */
+	double dur_ms;
+
+	if (lg.acc_fd < 0)
+		return;
+	gettimeofday(&tv, NULL);
+	dur_ms = (double)((int64_t)tv.tv_sec * 1000000 + tv.tv_usec -
+		     r->start_us) / 1000.0;
+	localtime_r(&tv.tv_sec, &tm);
+	ktls_field(c, mode, sizeof(mode));
+	if (json) {
+		strftime(tbuf, sizeof(tbuf), "%Y-%m-%dT%H:%M:%S%z", &tm);
+		put(&l, "{\"time\":\"%s\",\"client\":\"%s\",\"server\":\"%s\","
+		    "\"method\":\"", tbuf, c->peer, server);
+		put_esc(&l, r->method_str, 1);
+		put(&l, "\",\"uri\":\"");
+		put_esc(&l, r->target, 1);
+		put(&l, "\",\"protocol\":\"HTTP/%d.%d\",\"status\":%d,"
+		    "\"bytes\":%llu,\"duration_ms\":%.3f,\"tls_version\":\"%s\","
+		    "\"tls_cipher\":\"%s\",\"ktls\":\"%s\",\"user_agent\":\"",
+		    r->http_major, r->http_minor, r->status, sent, dur_ms,
+		    tls_version(c), tls_cipher(c), mode);
+		put_esc(&l, r->user_agent, 1);
+		put(&l, "\"}");
+	} else {
+		strftime(tbuf, sizeof(tbuf), "%d/%b/%Y:%H:%M:%S %z", &tm);
+		put(&l, "%s - - [%s] \"", c->peer, tbuf);
+		put_esc(&l, r->method_str, 0);
+		put(&l, " ");
+		put_esc(&l, r->target, 0);
+		put(&l, " HTTP/%d.%d\" %d %llu \"", r->http_major, r->http_minor,
+		    r->status, sent);
+		put_esc(&l, r->referer, 0);
+		put(&l, "\" \"");
+		put_esc(&l, r->user_agent, 0);
+		put(&l, "\" %s %.3f %s %s ktls=%s", server, dur_ms,
+		    tls_version(c), tls_cipher(c), mode);
+	}
+	l.buf[l.n++] = '\n';
+	(void)!write(lg.acc_fd, l.buf, l.n);
+}

@@ -1,0 +1,114 @@
+/*
+ * request.c: the protocol-independent half of a request: method, the
+ * target split into host, path and query, the server it is for (421 when
+ * it names another server than the TLS session's), the path decoded and
+ * canonicalized, then the file handler. Also the reason phrases and the
+ * small HTML bodies of error responses.
+ */
+#define _GNU_SOURCE
+#include "kttpd.h"
+
+#include <http_parser.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+static struct span url_field(const struct request *r,
+    const struct http_parser_url *u, int f)
+{
+	struct span s = { NULL, 0 };
+
+	if (u->field_set & (1 << f)) {
+		s.p = r->target.p + u->field_data[f].off;
+		s.n = u->field_data[f].len;
+	}
+	return s;
+}
+
+void req_dispatch(struct conn *c, struct request *r)
+{
+	struct http_parser_url u;
+	struct span host = r->host, path, query;
+	char *buf = NULL;
+	int st;
+
+	r->vh = c->vh;
+	if (r->method == M_OTHER) {
+		r->status = 405;
+		return;
+	}
+	http_parser_url_init(&u);
+	if (r->target.n == 0 ||
+	    http_parser_parse_url(r->target.p, r->target.n, 0, &u) != 0 ||
+	    !(u.field_set & (1 << UF_PATH))) {
+		r->status = 400;
+		return;
+	}
+	if (u.field_set & (1 << UF_HOST)) /* absolute-form wins over Host */
+		host = url_field(r, &u, UF_HOST);
+	path = url_field(r, &u, UF_PATH);
+	query = url_field(r, &u, UF_QUERY);
+
+	if (host.p != NULL) {
+		struct vhost *vh = config_vhost_by_name(c->la, host.p, host.n);
+		if (vh != NULL && vh != c->vh && c->mode.tls) {
+			r->status = 421; /* not the server this session is for */
+			return;
+		}
+		if (vh != NULL)
+			r->vh = vh;
+	}
+	if ((buf = malloc(path.n + 2)) == NULL) {
+		r->status = 500;
+		return;
+	}
+	st = path_decode(path.p, path.n, buf, path.n + 2);
+	if (st != 0)
+		r->status = st;
+	else if (path_hidden(buf))
+		r->status = 403;
+	else
+		file_serve(r, buf, query);
+	free(buf);
+}
+
+void req_free(struct request *r)
+{
+	if (r->fd >= 0)
+		close(r->fd);
+	free(r->location);
+	free(r);
+}
+
+const char *req_reason(int status)
+{
+	switch (status) {
+	case 200: return "OK";
+	case 206: return "Partial Content";
+	case 301: return "Moved Permanently";
+	case 304: return "Not Modified";
+	case 400: return "Bad Request";
+	case 403: return "Forbidden";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 408: return "Request Timeout";
+	case 414: return "URI Too Long";
+	case 416: return "Range Not Satisfiable";
+	case 421: return "Misdirected Request";
+	case 431: return "Request Header Fields Too Large";
+	case 500: return "Internal Server Error";
+	case 503: return "Service Unavailable";
+	case 505: return "HTTP Version Not Supported";
+	default: return "Unknown";
+	}
+}
+
+size_t req_error_body(int status, char *out, size_t outsz)
+{
+	int n = snprintf(out, outsz,
+	    "<html>\r\n<head><title>%d %s</title></head>\r\n"
+	    "<body><h1>%d %s</h1></body>\r\n</html>\r\n",
+	    status, req_reason(status), status, req_reason(status));
+
+	return n < 0 ? 0 : (size_t)n < outsz ? (size_t)n : outsz - 1;
+}

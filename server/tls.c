@@ -1,0 +1,303 @@
+/*
+ * tls.c: OpenSSL contexts per server, certificate choice by SNI, ALPN,
+ * session resumption, and what the kernel took after the handshake.
+ *
+ * The server is chosen in the ClientHello callback, before OpenSSL picks
+ * a version or cipher, so each server's protocols and ciphers apply and
+ * not only its certificate. Tickets are sealed with keys made once per
+ * process and kept across reloads, so every worker (one process, many
+ * threads) and every config generation accepts them.
+ */
+#define _GNU_SOURCE
+#include "kttpd.h"
+#include "../sys/sys.h"
+
+#include <errno.h>
+#include <openssl/core_names.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <openssl/ssl.h>
+#include <string.h>
+
+static int conn_idx = -1; /* SSL ex_data slot holding the struct conn */
+static int kernel_ok;
+static char kernel_why[192];
+
+static struct {
+	unsigned char name[16], aes[32], hmac[32];
+} ticket_key;
+
+static const unsigned char alpn_protos[] = "\x08http/1.1";
+/* h2 goes first here once HTTP/2 lands: "\x02h2\x08http/1.1". */
+
+int tls_init(void)
+{
+	conn_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+	if (conn_idx < 0 || RAND_bytes((unsigned char *)&ticket_key,
+				sizeof(ticket_key)) != 1)
+		return -1;
+	return 0;
+}
+
+void tls_ktls_probe(struct config *cfg)
+{
+	kernel_ok = sys_ktls_probe(cfg->ktls, kernel_why, sizeof(kernel_why));
+	if (!cfg->ktls)
+		log_info("ktls: disabled by config (ktls = false); TLS stays "
+			 "in userspace");
+	else if (kernel_ok)
+		log_info("ktls: available: %s; sessions go to the kernel after "
+			 "the handshake",
+		    kernel_why);
+	else
+		log_info("ktls: unavailable: %s; TLS stays in userspace",
+		    kernel_why);
+}
+
+static void ssl_err(char *err, size_t errlen, const char *what)
+{
+	unsigned long e = ERR_get_error();
+	char buf[256];
+
+	ERR_error_string_n(e, buf, sizeof(buf));
+	snprintf(err, errlen, "%s: %s", what, e ? buf : "failed");
+	ERR_clear_error();
+}
+
+void *tls_ctx_new(const struct tls_params *tp, char *err, size_t errlen)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+
+	if (ctx == NULL) {
+		ssl_err(err, errlen, "SSL_CTX_new");
+		return NULL;
+	}
+	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION |
+	    SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_COMPRESSION);
+	/* release buffers while idle; SSL_write may be retried from a
+	 * different address (our chunk buffer is reused) */
+	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS |
+	    SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	if (!SSL_CTX_set_min_proto_version(ctx, tp->min) ||
+	    !SSL_CTX_set_max_proto_version(ctx, tp->max)) {
+		ssl_err(err, errlen, "protocols");
+		goto fail;
+	}
+	if (SSL_CTX_set_cipher_list(ctx, tp->ciphers) != 1) {
+		ssl_err(err, errlen, "ciphers");
+		goto fail;
+	}
+	if (SSL_CTX_set_ciphersuites(ctx, tp->suites) != 1) {
+		ssl_err(err, errlen, "ciphersuites");
+		goto fail;
+	}
+	if (SSL_CTX_use_certificate_chain_file(ctx, tp->cert) != 1) {
+		ssl_err(err, errlen, tp->cert);
+		goto fail;
+	}
+	if (SSL_CTX_use_PrivateKey_file(ctx, tp->key, SSL_FILETYPE_PEM) != 1) {
+		ssl_err(err, errlen, tp->key);
+		goto fail;
+	}
+	if (SSL_CTX_check_private_key(ctx) != 1) {
+		ssl_err(err, errlen, "key does not match the certificate");
+		goto fail;
+	}
+	return ctx;
+fail:
+	SSL_CTX_free(ctx);
+	return NULL;
+}
+
+void tls_ctx_free(void *ctx)
+{
+	SSL_CTX_free(ctx);
+}
+
+/* ClientHello: pick the server by SNI, then apply its TLS settings. */
+static int client_hello_cb(SSL *ssl, int *alert, void *arg)
+{
+	struct conn *c = SSL_get_ex_data(ssl, conn_idx);
+	const unsigned char *p;
+	size_t len, n;
+	struct vhost *vh;
+
+	(void)arg;
+	(void)alert;
+	if (c == NULL ||
+	    !SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &p, &len))
+		return SSL_CLIENT_HELLO_SUCCESS; /* no SNI: the default */
+	/* server_name_list: u16 length, then type 0 (host_name), u16, name */
+	if (len < 5 || (size_t)(p[0] << 8 | p[1]) + 2 != len || p[2] != 0)
+		return SSL_CLIENT_HELLO_SUCCESS;
+	n = (size_t)(p[3] << 8 | p[4]);
+	if (n + 5 > len)
+		return SSL_CLIENT_HELLO_SUCCESS;
+	vh = config_vhost_by_name(c->la, (const char *)p + 5, n);
+	if (vh == NULL || vh == c->vh || vh->ssl_ctx == NULL)
+		return SSL_CLIENT_HELLO_SUCCESS;
+	c->vh = vh;
+	SSL_set_SSL_CTX(ssl, vh->ssl_ctx);
+	/* SSL_set_SSL_CTX swaps the certificate only; the rest by hand */
+	SSL_set_min_proto_version(ssl,
+	    SSL_CTX_get_min_proto_version((SSL_CTX *)vh->ssl_ctx));
+	SSL_set_max_proto_version(ssl,
+	    SSL_CTX_get_max_proto_version((SSL_CTX *)vh->ssl_ctx));
+	SSL_set_options(ssl, SSL_CTX_get_options((SSL_CTX *)vh->ssl_ctx));
+	SSL_set_cipher_list(ssl, vh->tls_ciphers);
+	SSL_set_ciphersuites(ssl, vh->tls_suites);
+	return SSL_CLIENT_HELLO_SUCCESS;
+}
+
+static int alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+    const unsigned char *in, unsigned int inlen, void *arg)
+{
+	(void)ssl;
+	(void)arg;
+	if (SSL_select_next_proto((unsigned char **)out, outlen, alpn_protos,
+		sizeof(alpn_protos) - 1, in, inlen) == OPENSSL_NPN_NEGOTIATED)
+		return SSL_TLSEXT_ERR_OK;
+	return SSL_TLSEXT_ERR_NOACK; /* no common protocol: go on without */
+}
+
+static int ticket_cb(SSL *ssl, unsigned char *name, unsigned char *iv,
+    EVP_CIPHER_CTX *ectx, EVP_MAC_CTX *hctx, int enc)
+{
+	OSSL_PARAM params[] = {
+		OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY,
+		    ticket_key.hmac, sizeof(ticket_key.hmac)),
+		OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
+		    (char *)"SHA256", 0),
+		OSSL_PARAM_construct_end(),
+	};
+
+	(void)ssl;
+	if (enc) {
+		memcpy(name, ticket_key.name, sizeof(ticket_key.name));
+		if (RAND_bytes(iv, EVP_MAX_IV_LENGTH) != 1)
+			return -1;
+	} else if (memcmp(name, ticket_key.name, sizeof(ticket_key.name)) !=
+	    0)
+		return 0; /* not ours: full handshake */
+	if (EVP_CipherInit_ex(ectx, EVP_aes_256_cbc(), NULL, ticket_key.aes,
+		iv, enc) != 1 ||
+	    EVP_MAC_CTX_set_params(hctx, params) != 1)
+		return -1;
+	return 1;
+}
+
+int tls_vhost_setup(struct config *cfg, struct vhost *vh, void *sec)
+{
+	struct tls_params tp;
+	unsigned char sid[32];
+	unsigned int sidlen = sizeof(sid);
+	char err[256];
+	SSL_CTX *ctx;
+
+	config_tls_params(sec, &tp);
+	if ((ctx = tls_ctx_new(&tp, err, sizeof(err))) == NULL) {
+		log_error("server %s: %s", vh->name, err);
+		return -1;
+	}
+	vh->ssl_ctx = ctx;
+	vh->tls_ciphers = strdup(tp.ciphers);
+	vh->tls_suites = strdup(tp.suites);
+	if (vh->tls_ciphers == NULL || vh->tls_suites == NULL)
+		return -1;
+	if (cfg->ktls)
+		SSL_CTX_set_options(ctx, SSL_OP_ENABLE_KTLS);
+	SSL_CTX_set_client_hello_cb(ctx, client_hello_cb, NULL);
+	SSL_CTX_set_alpn_select_cb(ctx, alpn_cb, NULL);
+	/* a session resumes only on the server it was made for */
+	EVP_Digest(vh->name, strlen(vh->name), sid, &sidlen, EVP_sha256(),
+	    NULL);
+	SSL_CTX_set_session_id_context(ctx, sid, sidlen);
+	SSL_CTX_set_timeout(ctx, cfg->session_timeout);
+	if (cfg->session_cache > 0) {
+		SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
+		SSL_CTX_sess_set_cache_size(ctx, cfg->session_cache);
+	} else
+		SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+	if (cfg->session_tickets)
+		SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticket_cb);
+	else
+		SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+	return 0;
+}
+
+void *tls_new(struct conn *c)
+{
+	SSL *ssl = SSL_new(c->la->def->ssl_ctx);
+
+	if (ssl == NULL)
+		return NULL;
+	if (SSL_set_fd(ssl, c->fd) != 1 ||
+	    SSL_set_ex_data(ssl, conn_idx, c) != 1) {
+		SSL_free(ssl);
+		return NULL;
+	}
+	SSL_set_accept_state(ssl);
+	return ssl;
+}
+
+/* 1 done, 0 waiting (c->want_write says for what), -1 failed. */
+int tls_handshake(struct conn *c)
+{
+	int r, e;
+
+	ERR_clear_error();
+	r = SSL_do_handshake(c->ssl);
+	if (r == 1)
+		return 1;
+	e = SSL_get_error(c->ssl, r);
+	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+		c->want_write = e == SSL_ERROR_WANT_WRITE;
+		return 0;
+	}
+	if (e == SSL_ERROR_SSL) {
+		char buf[160];
+		ERR_error_string_n(ERR_peek_error(), buf, sizeof(buf));
+		log_debug("%s: handshake failed: %s", c->peer, buf);
+	}
+	ERR_clear_error();
+	c->tls_failed = 1;
+	return -1;
+}
+
+void tls_record_mode(struct conn *c)
+{
+	SSL *ssl = c->ssl;
+
+	c->mode.tls = 1;
+	c->mode.ktls_tx = BIO_get_ktls_send(SSL_get_wbio(ssl)) ? 1 : 0;
+	c->mode.ktls_rx = BIO_get_ktls_recv(SSL_get_rbio(ssl)) ? 1 : 0;
+	if (!c->cfg->ktls)
+		c->mode.why = "disabled";
+	else if (!kernel_ok)
+		c->mode.why = "kernel-no-tls-ulp";
+	else if (!c->mode.ktls_tx)
+		c->mode.why = "cipher-not-offloaded";
+	else if (!c->mode.ktls_rx && SSL_version(ssl) == TLS1_3_VERSION &&
+	    OpenSSL_version_num() < 0x30200000L)
+		c->mode.why = "openssl-no-tls13-rx";
+	else if (!c->mode.ktls_rx)
+		c->mode.why = "rx-not-offloaded";
+	else
+		c->mode.why = "";
+}
+
+int tls_pending(struct conn *c)
+{
+	return SSL_has_pending(c->ssl);
+}
+
+const char *tls_version(struct conn *c)
+{
+	return c->ssl ? SSL_get_version(c->ssl) : "-";
+}
+
+const char *tls_cipher(struct conn *c)
+{
+	return c->ssl ? SSL_get_cipher_name((SSL *)c->ssl) : "-";
+}

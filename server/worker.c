@@ -1,0 +1,274 @@
+/*
+ * worker.c: worker threads. Each owns an event_base, its connections and
+ * one SO_REUSEPORT socket per address, so nothing on the request path is
+ * shared or locked. The main thread talks to a worker through a pipe:
+ * 'r' take the new config, 's' stop.
+ */
+#define _GNU_SOURCE
+#include "kttpd.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <event2/event.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+struct acceptor {
+	struct worker *w;
+	struct listen_addr *la;
+};
+
+struct wslot {
+	struct worker w;
+	pthread_t thr;
+	int pipe[2];
+	struct acceptor *acc;
+};
+
+static struct wslot *slots;
+static int nslots;
+static atomic_int acks;
+
+const char *worker_date(struct worker *w)
+{
+	struct timeval tv;
+
+	event_base_gettimeofday_cached(w->base, &tv);
+	if (tv.tv_sec != w->date_t) {
+		w->date_t = tv.tv_sec;
+		date_format(tv.tv_sec, w->date, sizeof(w->date));
+	}
+	return w->date;
+}
+
+static void accepting(struct worker *w, int on)
+{
+	for (int i = 0; i < w->naccept; i++) {
+		if (on)
+			event_add(w->accept_ev[i], NULL);
+		else
+			event_del(w->accept_ev[i]);
+	}
+}
+
+static void resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+
+	(void)fd;
+	(void)what;
+	if (!w->stopping)
+		accepting(w, 1);
+}
+
+static void accept_cb(evutil_socket_t lfd, short what, void *arg)
+{
+	struct acceptor *a = arg;
+	struct worker *w = a->w;
+	struct sockaddr_storage ss;
+
+	(void)what;
+	for (int i = 0; i < KT_ACCEPT_BATCH; i++) {
+		socklen_t len = sizeof(ss);
+		int fd = accept4(lfd, (struct sockaddr *)&ss, &len,
+		    SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+		if (fd < 0) {
+			if (errno == EMFILE || errno == ENFILE ||
+			    errno == ENOBUFS || errno == ENOMEM) {
+				/* out of descriptors: pause instead of spinning */
+				struct timeval tv = { 0, KT_ACCEPT_PAUSE_MS * 1000 };
+				log_warn("accept: %s; pausing %d ms",
+				    strerror(errno), KT_ACCEPT_PAUSE_MS);
+				accepting(w, 0);
+				evtimer_add(w->pause_ev, &tv);
+			}
+			return; /* EAGAIN, or a connection that went away */
+		}
+		if (atomic_load(&kt_nconns) >= w->cfg->max_connections) {
+			log_debug("max_connections (%ld) reached: closing new "
+				  "connection",
+			    w->cfg->max_connections);
+			close(fd);
+			continue;
+		}
+		conn_accept(w, a->la, fd, (struct sockaddr *)&ss, len);
+	}
+}
+
+/* (Re)create the accept events for w->cfg's addresses. */
+static int accept_setup(struct wslot *s)
+{
+	struct worker *w = &s->w;
+	struct config *cfg = w->cfg;
+
+	for (int i = 0; i < w->naccept; i++)
+		event_free(w->accept_ev[i]);
+	free(w->accept_ev);
+	free(s->acc);
+	w->naccept = 0;
+	w->accept_ev = calloc((size_t)cfg->nlistens, sizeof(*w->accept_ev));
+	s->acc = calloc((size_t)cfg->nlistens, sizeof(*s->acc));
+	if (w->accept_ev == NULL || s->acc == NULL)
+		return -1;
+	for (int i = 0; i < cfg->nlistens; i++) {
+		s->acc[i].w = w;
+		s->acc[i].la = &cfg->listens[i];
+		w->accept_ev[i] = event_new(w->base, cfg->listens[i].fds[w->id],
+		    EV_READ | EV_PERSIST, accept_cb, &s->acc[i]);
+		if (w->accept_ev[i] == NULL)
+			return -1;
+		w->naccept++;
+	}
+	accepting(w, 1);
+	return 0;
+}
+
+static void stop_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+
+	(void)fd;
+	(void)what;
+	log_warn("worker %d: shutdown_timeout passed with %d connections "
+		 "open; closing them",
+	    w->id, w->nconns);
+	event_base_loopexit(w->base, NULL);
+}
+
+static void cmd_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct wslot *s = arg;
+	struct worker *w = &s->w;
+	char cmd;
+
+	(void)what;
+	if (read(fd, &cmd, 1) != 1)
+		return;
+	if (cmd == 'r') {
+		struct config *old = w->cfg;
+		w->cfg = atomic_exchange(&w->next_cfg, NULL);
+		if (accept_setup(s) < 0)
+			log_error("worker %d: reload: out of memory", w->id);
+		config_unref(old);
+		atomic_fetch_add(&acks, 1);
+	} else if (cmd == 's' && !w->stopping) {
+		struct timeval tv = { w->cfg->shutdown_timeout, 0 };
+		w->stopping = 1;
+		accepting(w, 0);
+		evtimer_add(w->stop_ev, &tv);
+		conn_shutdown_idle(w);
+		if (w->nconns == 0)
+			event_base_loopexit(w->base, NULL);
+	}
+}
+
+static void *worker_main(void *arg)
+{
+	struct wslot *s = arg;
+	struct worker *w = &s->w;
+
+	event_base_dispatch(w->base);
+	while (!TAILQ_EMPTY(&w->conns))
+		conn_close(TAILQ_FIRST(&w->conns));
+	return NULL;
+}
+
+static int worker_init(struct wslot *s, int id, struct config *cfg)
+{
+	struct worker *w = &s->w;
+	struct event_config *ec = event_config_new();
+
+	w->id = id;
+	TAILQ_INIT(&w->conns);
+	w->cfg = cfg;
+	config_ref(cfg);
+	if (ec == NULL || pipe2(s->pipe, O_CLOEXEC | O_NONBLOCK) < 0)
+		goto fail;
+	/* one thread per base: no locks; coalesce del+add into one change */
+	event_config_set_flag(ec, EVENT_BASE_FLAG_NOLOCK |
+	    EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+	w->base = event_base_new_with_config(ec);
+	event_config_free(ec);
+	ec = NULL;
+	if (w->base == NULL)
+		goto fail;
+	w->cmd_ev = event_new(w->base, s->pipe[0], EV_READ | EV_PERSIST, cmd_cb,
+	    s);
+	w->pause_ev = evtimer_new(w->base, resume_cb, w);
+	w->stop_ev = evtimer_new(w->base, stop_timeout_cb, w);
+	if (w->cmd_ev == NULL || w->pause_ev == NULL || w->stop_ev == NULL ||
+	    event_add(w->cmd_ev, NULL) < 0 || accept_setup(s) < 0)
+		goto fail;
+	return 0;
+fail:
+	if (ec != NULL)
+		event_config_free(ec);
+	return -1;
+}
+
+int worker_start_all(struct config *cfg)
+{
+	nslots = cfg->workers;
+	if ((slots = calloc((size_t)nslots, sizeof(*slots))) == NULL)
+		return -1;
+	for (int i = 0; i < nslots; i++) {
+		if (worker_init(&slots[i], i, cfg) < 0 ||
+		    pthread_create(&slots[i].thr, NULL, worker_main, &slots[i]) !=
+			0) {
+			log_error("worker %d: cannot start", i);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static void tell(char cmd)
+{
+	for (int i = 0; i < nslots; i++)
+		(void)!write(slots[i].pipe[1], &cmd, 1);
+}
+
+/* Hand cfg to every worker; return once all of them took it. */
+void worker_reload_all(struct config *cfg)
+{
+	struct timespec ts = { 0, 1000000 };
+
+	atomic_store(&acks, 0);
+	for (int i = 0; i < nslots; i++) {
+		config_ref(cfg);
+		atomic_store(&slots[i].w.next_cfg, cfg);
+	}
+	tell('r');
+	while (atomic_load(&acks) < nslots)
+		nanosleep(&ts, NULL);
+}
+
+void worker_stop_all(void)
+{
+	tell('s');
+}
+
+void worker_join_all(void)
+{
+	for (int i = 0; i < nslots; i++) {
+		struct worker *w = &slots[i].w;
+		pthread_join(slots[i].thr, NULL);
+		for (int k = 0; k < w->naccept; k++)
+			event_free(w->accept_ev[k]);
+		event_free(w->cmd_ev);
+		event_free(w->pause_ev);
+		event_free(w->stop_ev);
+		event_base_free(w->base);
+		config_unref(w->cfg);
+		free(w->accept_ev);
+		free(slots[i].acc);
+		close(slots[i].pipe[0]);
+		close(slots[i].pipe[1]);
+	}
+	free(slots);
+}

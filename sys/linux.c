@@ -1,0 +1,226 @@
+/*
+ * linux.c: the Linux side of sys.h.
+ */
+#define _GNU_SOURCE
+#include "sys.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/sendfile.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static int ulp_has_tls(char *list, size_t len)
+{
+	FILE *f = fopen("/proc/sys/net/ipv4/tcp_available_ulp", "r");
+	int found = 0;
+
+	list[0] = '\0';
+	if (f == NULL)
+		return -1;
+	if (fgets(list, (int)len, f) != NULL) {
+		list[strcspn(list, "\n")] = '\0';
+		for (char *save, *t = strtok_r(list, " ", &save); t != NULL;
+		    t = strtok_r(NULL, " ", &save)) {
+			if (strcmp(t, "tls") == 0)
+				found = 1;
+			if (t != list)
+				t[-1] = ' '; /* undo strtok's cut */
+		}
+	}
+	fclose(f);
+	return found;
+}
+
+/* modprobe tls, quietly; only root can, and only where kmod exists. */
+static void load_tls_module(void)
+{
+	pid_t pid;
+
+	if (geteuid() != 0 || access("/sbin/modprobe", X_OK) != 0)
+		return;
+	pid = fork();
+	if (pid == 0) {
+		int devnull = open("/dev/null", O_RDWR);
+		if (devnull >= 0) {
+			dup2(devnull, 1);
+			dup2(devnull, 2);
+		}
+		execl("/sbin/modprobe", "modprobe", "-q", "tls", (char *)NULL);
+		_exit(127);
+	}
+	if (pid > 0)
+		waitpid(pid, NULL, 0);
+}
+
+int sys_ktls_probe(int try_load, char *why, size_t whylen)
+{
+	char list[256];
+	int r = ulp_has_tls(list, sizeof(list));
+
+	if (r == 0 && try_load) {
+		load_tls_module();
+		r = ulp_has_tls(list, sizeof(list));
+	}
+	if (r < 0)
+		snprintf(why, whylen, "no /proc/sys/net/ipv4/tcp_available_ulp");
+	else if (r == 0)
+		snprintf(why, whylen,
+		    "kernel has no tls ULP (tcp_available_ulp: %s%s)",
+		    list[0] ? list : "empty",
+		    geteuid() == 0 ? "; modprobe tls failed" : "; not root");
+	else
+		snprintf(why, whylen, "tls ULP available");
+	return r == 1;
+}
+
+int sys_tls_stat(struct sys_tls_stat *st)
+{
+	static const struct {
+		const char *name;
+		size_t off;
+	} keys[] = {
+		{ "TlsCurrTxSw", offsetof(struct sys_tls_stat, curr_tx_sw) },
+		{ "TlsCurrRxSw", offsetof(struct sys_tls_stat, curr_rx_sw) },
+		{ "TlsCurrTxDevice", offsetof(struct sys_tls_stat, curr_tx_dev) },
+		{ "TlsCurrRxDevice", offsetof(struct sys_tls_stat, curr_rx_dev) },
+		{ "TlsTxSw", offsetof(struct sys_tls_stat, tx_sw) },
+		{ "TlsRxSw", offsetof(struct sys_tls_stat, rx_sw) },
+		{ "TlsTxDevice", offsetof(struct sys_tls_stat, tx_dev) },
+		{ "TlsRxDevice", offsetof(struct sys_tls_stat, rx_dev) },
+		{ "TlsDecryptError", offsetof(struct sys_tls_stat, decrypt_error) },
+	};
+	char name[64];
+	unsigned long long v;
+	FILE *f = fopen("/proc/net/tls_stat", "r");
+
+	memset(st, 0, sizeof(*st));
+	if (f == NULL)
+		return -1;
+	while (fscanf(f, "%63s %llu", name, &v) == 2) {
+		for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+			if (strcmp(name, keys[i].name) == 0)
+				*(uint64_t *)((char *)st + keys[i].off) = v;
+	}
+	fclose(f);
+	return 0;
+}
+
+/*
+ * openat2(RESOLVE_BENEATH) makes the kernel refuse any resolution that
+ * leaves dirfd: "..", absolute paths and symlinks pointing out. Kernels
+ * before 5.6 lack it; there we refuse symlinks altogether (O_NOFOLLOW on
+ * every component), which is stricter but never unsafe.
+ */
+static int open_nofollow_walk(int dirfd, const char *rel, int flags)
+{
+	char buf[4096], *save, *comp, *next;
+	int fd = dirfd, nfd;
+
+	if (strlen(rel) >= sizeof(buf)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	strcpy(buf, rel);
+	comp = strtok_r(buf, "/", &save);
+	if (comp == NULL)
+		return openat(dirfd, ".", flags);
+	for (; comp != NULL; comp = next) {
+		next = strtok_r(NULL, "/", &save);
+		if (strcmp(comp, "..") == 0) {
+			errno = EXDEV;
+			nfd = -1;
+		} else
+			nfd = openat(fd, comp,
+			    next ? O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC
+				 : flags | O_NOFOLLOW);
+		if (fd != dirfd)
+			close(fd);
+		if (nfd < 0)
+			return -1;
+		fd = nfd;
+	}
+	return fd;
+}
+
+int sys_open_beneath(int dirfd, const char *rel, int flags)
+{
+	static int have_openat2 = 1;
+	struct open_how how = {
+		.flags = (uint64_t)flags,
+		.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
+	};
+	int fd;
+
+	while (*rel == '/')
+		rel++;
+	if (*rel == '\0')
+		rel = ".";
+	if (have_openat2) {
+		fd = (int)syscall(SYS_openat2, dirfd, rel, &how, sizeof(how));
+		if (fd >= 0 || errno != ENOSYS)
+			return fd;
+		have_openat2 = 0;
+	}
+	return open_nofollow_walk(dirfd, rel, flags);
+}
+
+int sys_listen(const struct sockaddr *sa, socklen_t len, int backlog)
+{
+	int one = 1;
+	int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+	    0);
+
+	if (fd < 0)
+		return -1;
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)
+		goto fail;
+	if (sa->sa_family == AF_INET6 &&
+	    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0)
+		goto fail;
+	if (bind(fd, sa, len) < 0 || listen(fd, backlog) < 0)
+		goto fail;
+	return fd;
+fail:;
+	int saved = errno;
+	close(fd);
+	errno = saved;
+	return -1;
+}
+
+void sys_conn_setup(int fd)
+{
+	int one = 1;
+
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+ssize_t sys_send(int fd, const void *buf, size_t len, int more)
+{
+	return send(fd, buf, len, MSG_NOSIGNAL | (more ? MSG_MORE : 0));
+}
+
+ssize_t sys_sendfile(int sock, int fd, uint64_t *off, size_t len)
+{
+	off_t o = (off_t)*off;
+	ssize_t n = sendfile(sock, fd, &o, len);
+
+	if (n > 0)
+		*off = (uint64_t)o;
+	return n;
+}
+
+int sys_ncpu(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+	return n > 0 ? (int)n : 1;
+}

@@ -1,0 +1,801 @@
+"""Fixtures for the kttpd integration tests.
+
+Site    a document tree, certificates and an outside-the-root secret on disk
+Server  a running build/kttpd with a generated config (a context manager)
+Conn    a raw HTTP/1.1 client over a TLS (or plain) socket
+curl()  one request through the curl binary; s_client() through openssl
+
+Everything here uses 127.0.0.1 / ::1 only and puts a timeout on every
+socket operation and every child process.
+"""
+
+import email.utils
+import hashlib
+import os
+import re
+import select
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = os.environ.get("KTTPD_BIN") or str(REPO / "build" / "kttpd")
+
+IO_TIMEOUT = 5          # seconds, every socket operation
+START_TIMEOUT = 5       # seconds until the TLS port must accept
+
+SIZES = (0, 1, 16383, 16384, 16385, 1 << 20)
+BIG_SIZE = 5 << 30      # the sparse file
+BIG_TAIL = 1 << 20      # known random bytes at its end
+MTIME = 1577934245      # Thu, 02 Jan 2020 03:04:05 GMT: mtime of every file
+
+
+class Skip(Exception):
+    """Raise from a test to report it as skipped, with the reason."""
+
+
+# Servers started by the test now running; the runner prints their logs
+# when the test fails, then clears the list.
+started = []
+
+
+def sha256(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+def size_path(n):
+    return f"/size_{n}.bin"
+
+
+def wait_until(cond, timeout, interval=0.05):
+    """Poll cond() until it returns a true value; return it (or the last)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value or time.monotonic() >= deadline:
+            return value
+        time.sleep(interval)
+
+
+def http_date(ts):
+    return email.utils.formatdate(ts, usegmt=True)
+
+
+def parse_http_date(text):
+    return email.utils.parsedate_to_datetime(text).timestamp()
+
+
+def running_as_root():
+    return os.geteuid() == 0
+
+
+def kernel_has_ktls():
+    """True when the kernel offers the tls ULP (kTLS)."""
+    try:
+        ulps = Path("/proc/sys/net/ipv4/tcp_available_ulp").read_text().split()
+    except OSError:
+        return False
+    return "tls" in ulps
+
+
+# ---------------------------------------------------------------- the site
+
+class Site:
+    """A temporary tree with two docroots, certificates and edge-case files.
+
+    Layout under self.dir:
+      certs/       a.test.{crt,key} (SAN a.test, www.a.test), b.test.{crt,key}
+      ca.pem       both certificates, for --cacert / ssl verification
+      a/           docroot of a.test (see _build_a)
+      b/           docroot of b.test
+      outside/     a directory outside every root
+      outside-secret.txt  holds self.marker; no response may ever show it
+    """
+
+    def __init__(self):
+        self.dir = Path(tempfile.mkdtemp(prefix="kttpd-it-"))
+        os.chmod(self.dir, 0o755)
+        self.marker = "KT-OUTSIDE-" + os.urandom(8).hex()
+        self.files = {}        # url path -> bytes, for every small file
+        self.certs = {}        # host -> (cert path, key path)
+        self.root = {"a.test": self.dir / "a", "b.test": self.dir / "b"}
+        self._make_certs()
+        self._build_outside()
+        self._build_a()
+        self._build_b()
+        self._servers = 0
+
+    # certificates
+    def _make_certs(self):
+        certs = self.dir / "certs"
+        certs.mkdir()
+        for host, sans in (("a.test", ["a.test", "www.a.test"]), ("b.test", ["b.test"])):
+            crt, key = certs / f"{host}.crt", certs / f"{host}.key"
+            san = ",".join(f"DNS:{n}" for n in sans)
+            run(["openssl", "req", "-x509", "-newkey", "ec",
+                 "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                 "-days", "30", "-subj", f"/CN={host}",
+                 "-addext", f"subjectAltName={san}",
+                 "-keyout", str(key), "-out", str(crt)])
+            self.certs[host] = (crt, key)
+        self.ca = self.dir / "ca.pem"
+        self.ca.write_bytes(b"".join(c.read_bytes() for c, _ in self.certs.values()))
+
+    def _build_outside(self):
+        self.outside_secret = self.dir / "outside-secret.txt"
+        self.outside_secret.write_text(self.marker + "\n")
+        (self.dir / "outside").mkdir()
+        (self.dir / "outside" / "secret.txt").write_text(self.marker + "\n")
+
+    def add(self, host, url, data, mode=None):
+        """Write a file under host's root; remember its bytes by URL path."""
+        path = self.root[host] / url.lstrip("/")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        os.utime(path, (MTIME, MTIME))
+        if mode is not None:
+            os.chmod(path, mode)
+        if host == "a.test":
+            self.files[url] = data
+        return path
+
+    def _build_a(self):
+        root = self.root["a.test"]
+        root.mkdir()
+        for n in SIZES:
+            self.add("a.test", size_path(n), os.urandom(n))
+        self.add("a.test", "/index.html", b"<html><body>a.test index</body></html>\n")
+        self.add("a.test", "/home.html", b"<html><body>a.test home</body></html>\n")
+        self.add("a.test", "/sub/index.html", b"<html><body>sub index</body></html>\n")
+        self.add("a.test", "/noindex/file.txt", b"a file in a directory without index\n")
+        self.add("a.test", "/.secret", b"dotfile secret\n")
+        self.add("a.test", "/.well-known/acme-challenge/tok", b"acme-token-content\n")
+        self.add("a.test", "/cached/c.txt", b"cached location file\n")
+        self.add("a.test", "/style.css", b"body { color: red }\n")
+        self.add("a.test", "/notes.txt", b"plain text\n")
+        self.add("a.test", "/data.kqzx", b"unknown extension\n")
+        self.add("a.test", "/sp ace \u00e9.txt", b"space and utf-8 name\n")
+        self.add("a.test", "/unreadable.txt", b"nobody may read this\n", mode=0)
+
+        # symlinks: one that stays inside the root, several that leave it
+        os.symlink(size_path(16385).lstrip("/"), root / "link-in.bin")
+        self.files["/link-in.bin"] = self.files[size_path(16385)]
+        os.symlink(self.outside_secret, root / "link-out.txt")
+        os.symlink("../outside-secret.txt", root / "link-out-rel.txt")
+        os.symlink("../outside", root / "outside-dir")
+
+        # sparse 5 GiB file with known bytes in its last MiB
+        self.big_tail = os.urandom(BIG_TAIL)
+        big = root / "big-5g.bin"
+        with open(big, "wb") as f:
+            f.truncate(BIG_SIZE)
+            f.seek(BIG_SIZE - BIG_TAIL)
+            f.write(self.big_tail)
+        os.utime(big, (MTIME, MTIME))
+
+    def _build_b(self):
+        self.root["b.test"].mkdir()
+        self.b_index = b"<html><body>b.test index</body></html>\n"
+        self.add("b.test", "/index.html", self.b_index)
+
+    def new_server_dir(self):
+        self._servers += 1
+        d = self.dir / f"server-{self._servers}"
+        d.mkdir()
+        os.chmod(d, 0o777)  # a server that drops privileges may reopen logs
+        return d
+
+    def cleanup(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+_site = None
+
+
+def site():
+    """The shared, read-only Site of this run (built on first use)."""
+    global _site
+    if _site is None:
+        _site = Site()
+    return _site
+
+
+def cleanup():
+    global _site
+    if _site is not None:
+        _site.cleanup()
+        _site = None
+
+
+def run(cmd, timeout=30, check=True, input=None):
+    p = subprocess.run(cmd, input=input, capture_output=True, timeout=timeout)
+    if check and p.returncode != 0:
+        raise RuntimeError(f"{cmd[0]} failed ({p.returncode}): "
+                           f"{p.stderr.decode(errors='replace')[-500:]}")
+    return p
+
+
+# ---------------------------------------------------------------- config
+
+def free_port(family=socket.AF_INET, host="127.0.0.1"):
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def conf_value(v):
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, (list, tuple)):
+        return "{ " + ", ".join(conf_value(x) for x in v) + " }"
+    return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def conf_lines(options, indent=""):
+    return [f"{indent}{k} = {conf_value(v)}" for k, v in options.items()]
+
+
+def line_of(text, needle):
+    """1-based number of the first line of text containing needle."""
+    for i, line in enumerate(text.splitlines(), 1):
+        if needle in line:
+            return i
+    raise KeyError(needle)
+
+
+class Server:
+    """build/kttpd running on a generated config; use as a context manager.
+
+    Server(site, plain=False, ipv6=False, access_format="combined",
+           vhost_a={...}, raw_tail="...", start=True, **global_options)
+
+    Global options override the defaults below (workers = 2, short timeouts,
+    logs in the server's own directory). vhost_a adds or overrides options of
+    the a.test server block (e.g. index = [...]). raw_tail is appended to the
+    config verbatim (to plant errors).
+    """
+
+    DEFAULTS = dict(
+        workers=2,
+        log_level="info",
+        handshake_timeout=5,
+        header_timeout=5,
+        keepalive_timeout=10,
+        send_timeout=10,
+        shutdown_timeout=5,
+    )
+
+    def __init__(self, site, *, plain=False, ipv6=False, access_format="combined",
+                 vhost_a=None, raw_tail="", start=True, **options):
+        self.site = site
+        self.dir = site.new_server_dir()
+        self.conf_path = self.dir / "kttpd.conf"
+        self.error_log_path = self.dir / "error.log"
+        self.access_log_path = self.dir / "access.log"
+        self.output_path = self.dir / "stdout-stderr.txt"
+        self.port = free_port()
+        self.plain_port = free_port() if plain else None
+        self.ipv6_port = free_port(socket.AF_INET6, "::1") if ipv6 else None
+        self.proc = None
+        self.options = dict(self.DEFAULTS)
+        self.options.update(error_log=str(self.error_log_path),
+                            access_log=str(self.access_log_path),
+                            access_log_format=access_format)
+        self.options.update(options)
+        self.vhost_a = dict(vhost_a or {})
+        self.raw_tail = raw_tail
+        self.write_config()
+        if start:
+            self.start()
+
+    # config
+    def config_text(self):
+        s = self.site
+        listen_a = [f"127.0.0.1:{self.port} tls default"]
+        if self.plain_port:
+            listen_a.append(f"127.0.0.1:{self.plain_port}")
+        if self.ipv6_port:
+            listen_a.append(f"[::1]:{self.ipv6_port} tls")
+        a = dict(aliases=["www.a.test"], listen=listen_a)
+        a_after = dict(root=str(s.root["a.test"]), index=["index.html"])
+        a_after.update(self.vhost_a)
+        crt_a, key_a = s.certs["a.test"]
+        crt_b, key_b = s.certs["b.test"]
+        lines = ["# generated by tests/integration/kt.py"]
+        lines += conf_lines({k: v for k, v in self.options.items() if v is not None})
+        lines += ['', 'server "a.test" {']
+        lines += conf_lines(a, "    ")
+        lines += ["    tls {"]
+        lines += conf_lines(dict(certificate=str(crt_a), key=str(key_a)), "        ")
+        lines += ["    }"]
+        lines += conf_lines(a_after, "    ")
+        lines += ['    location "/cached/" {',
+                  '        cache_control = "max-age=60"',
+                  '        expires = 60',
+                  '    }',
+                  '}', '',
+                  'server "b.test" {']
+        lines += conf_lines(dict(listen=[f"127.0.0.1:{self.port} tls"]), "    ")
+        lines += ["    tls {"]
+        lines += conf_lines(dict(certificate=str(crt_b), key=str(key_b)), "        ")
+        lines += ["    }"]
+        lines += conf_lines(dict(root=str(s.root["b.test"]), index=["index.html"]), "    ")
+        lines += ["}"]
+        if self.raw_tail:
+            lines += [self.raw_tail]
+        return "\n".join(lines) + "\n"
+
+    def write_config(self, **options):
+        """Rewrite the config file; options update the global options."""
+        self.options.update(options)
+        self.config = self.config_text()
+        self.conf_path.write_text(self.config)
+
+    # process
+    def start(self):
+        if not os.access(BIN, os.X_OK):
+            raise AssertionError(f"server binary {BIN} missing (run make)")
+        self.output = open(self.output_path, "wb")
+        self.proc = subprocess.Popen([BIN, "-c", str(self.conf_path)],
+                                     stdin=subprocess.DEVNULL, stdout=self.output,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        started.append(self)
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"kttpd exited with {self.proc.returncode} at start: "
+                                     f"{self.output_text()[-800:]}")
+            if port_accepts(self.port):
+                return self
+            time.sleep(0.03)
+        raise AssertionError(f"kttpd did not accept on port {self.port} within {START_TIMEOUT}s")
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def reload(self):
+        self.signal(signal.SIGHUP)
+
+    def stop(self, grace=None):
+        """SIGTERM, wait up to the shutdown grace; returns the exit status."""
+        if grace is None:
+            grace = self.options.get("shutdown_timeout", 5) + 2
+        self.signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(f"kttpd still running {grace}s after SIGTERM")
+
+    def kill(self):
+        if self.alive():
+            self.proc.kill()
+        if self.proc is not None:
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.kill()
+        if getattr(self, "output", None):
+            self.output.close()
+
+    # logs
+    def error_log(self):
+        return read_text(self.error_log_path)
+
+    def output_text(self):
+        return read_text(self.output_path)
+
+    def access_log(self):
+        return read_text(self.access_log_path).splitlines()
+
+    def wait_access_lines(self, n, timeout=3):
+        """Wait until the access log has at least n lines; return them."""
+        return wait_until(lambda: len(self.access_log()) >= n and self.access_log(),
+                          timeout) or self.access_log()
+
+    def log_tail(self, lines=25):
+        parts = []
+        for label, text in (("error log", self.error_log()), ("stdout/stderr", self.output_text())):
+            tail = text.splitlines()[-lines:]
+            if tail:
+                parts.append(f"--- {label} ({self.dir}) ---\n" + "\n".join(tail))
+        return "\n".join(parts)
+
+    # clients
+    def connect(self, servername="a.test", **kw):
+        return Conn(tls_socket(self.port, servername, **kw))
+
+    def connect_plain(self):
+        return Conn(socket.create_connection(("127.0.0.1", self.plain_port), IO_TIMEOUT))
+
+    def get(self, path, host="a.test", servername=None, headers=(), method="GET"):
+        """One request on a fresh TLS connection; returns a Response."""
+        with self.connect(servername or host) as c:
+            c.send(request(path, method=method, host=host, headers=headers))
+            return c.read_response(head=(method == "HEAD"))
+
+
+def read_text(path):
+    try:
+        return Path(path).read_text(errors="replace")
+    except FileNotFoundError:
+        return ""
+
+
+def port_accepts(port, host="127.0.0.1"):
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+# ---------------------------------------------------------------- responses
+
+class Response:
+    """An HTTP response; unpacks as (status, headers, body)."""
+
+    def __init__(self, status, headers, body=b"", version="", reason="", header_list=()):
+        self.status, self.headers, self.body = status, headers, body
+        self.version, self.reason = version, reason
+        self.header_list = list(header_list)
+
+    def __iter__(self):
+        return iter((self.status, self.headers, self.body))
+
+    def get(self, name, default=None):
+        return self.headers.get(name.lower(), default)
+
+    def count(self, name):
+        return sum(1 for k, _ in self.header_list if k.lower() == name.lower())
+
+    def __repr__(self):
+        return f"<{self.version} {self.status} {self.reason} body={len(self.body)}B>"
+
+
+def parse_head(block):
+    """Parse a response head (bytes, no final blank line) into a Response."""
+    lines = block.decode("latin-1").split("\r\n")
+    m = re.match(r"(HTTP/\d(?:\.\d)?) (\d{3})(?: (.*))?$", lines[0])
+    if not m:
+        raise AssertionError(f"bad status line {lines[0]!r}")
+    header_list = []
+    for line in lines[1:]:
+        if not line:
+            continue
+        name, sep, value = line.partition(":")
+        if not sep:
+            raise AssertionError(f"bad header line {line!r}")
+        header_list.append((name.strip(), value.strip()))
+    headers = {}
+    for name, value in header_list:
+        key = name.lower()
+        headers[key] = headers[key] + ", " + value if key in headers else value
+    return Response(int(m.group(2)), headers, b"", m.group(1), m.group(3) or "", header_list)
+
+
+# ---------------------------------------------------------------- raw clients
+
+def client_context(version=None, verify=False, alpn=None, ca=None):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if verify:
+        ctx.load_verify_locations(str(ca or site().ca))
+    else:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    if version is not None:
+        ctx.minimum_version = ctx.maximum_version = version
+    if alpn:
+        ctx.set_alpn_protocols(alpn)
+    return ctx
+
+
+def tls_socket(port, servername="a.test", version=None, verify=False, alpn=None,
+               host="127.0.0.1", context=None, session=None, timeout=IO_TIMEOUT):
+    """A connected, handshaken TLS socket; servername None sends no SNI."""
+    ctx = context or client_context(version, verify, alpn)
+    sock = socket.create_connection((host, port), timeout)
+    try:
+        return ctx.wrap_socket(sock, server_hostname=servername, session=session)
+    except BaseException:
+        sock.close()
+        raise
+
+
+def request(path, method="GET", host="a.test", headers=(), version="HTTP/1.1", body=b""):
+    """Bytes of one request; host None leaves the Host header out."""
+    lines = [f"{method} {path} {version}"]
+    if host is not None:
+        lines.append(f"Host: {host}")
+    lines += [f"{k}: {v}" for k, v in (headers.items() if isinstance(headers, dict) else headers)]
+    head = "\r\n".join(lines) + "\r\n\r\n"
+    return head.encode("latin-1") + body
+
+
+class Closed(Exception):
+    """The peer closed (or reset) the connection."""
+
+
+class Conn:
+    """Minimal HTTP/1.1 client over a socket: send bytes, read responses."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.buf = b""
+        self.eof = False
+        self.reset = False
+        self.error = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def send(self, data):
+        """Send all of data; a peer that closed early raises Closed."""
+        try:
+            self.sock.sendall(data)
+        except (BrokenPipeError, ConnectionResetError, ssl.SSLEOFError,
+                ssl.SSLZeroReturnError) as e:
+            raise Closed(f"peer closed while we were sending: {e!r}")
+
+    def _recv(self, timeout=None):
+        """Read more bytes into buf; False at EOF or reset."""
+        if self.eof:
+            return False
+        if timeout is not None:
+            self.sock.settimeout(timeout)
+        try:
+            data = self.sock.recv(65536)
+        except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+            data = b""
+        except ConnectionResetError:
+            data, self.reset = b"", True
+        except ssl.SSLError as e:
+            # an alert from the server (or a broken record) ends the connection
+            data, self.error = b"", e
+        finally:
+            if timeout is not None:
+                self.sock.settimeout(IO_TIMEOUT)
+        if not data:
+            self.eof = True
+            return False
+        self.buf += data
+        return True
+
+    def _need(self, what):
+        if not self._recv():
+            got = f" after {self.buf[:200]!r}" if self.buf else ""
+            how = "reset" if self.reset else "closed"
+            raise Closed(f"connection {how} while waiting for {what}{got}")
+
+    def read_head(self):
+        while b"\r\n\r\n" not in self.buf:
+            self._need("a response head")
+        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        return parse_head(head)
+
+    def read_exact(self, n):
+        while len(self.buf) < n:
+            self._need(f"{n - len(self.buf)} more body bytes")
+        data, self.buf = self.buf[:n], self.buf[n:]
+        return data
+
+    def read_response(self, head=False):
+        """Read one response; head=True for a HEAD request (no body)."""
+        r = self.read_head()
+        while 100 <= r.status < 200 and r.status != 101:
+            r = self.read_head()
+        if head or r.status in (204, 304):
+            return r
+        if "chunked" in r.get("transfer-encoding", "").lower():
+            r.body = self._read_chunked()
+        elif "content-length" in r.headers:
+            r.body = self.read_exact(int(r.headers["content-length"]))
+        else:
+            while self._recv():
+                pass
+            r.body, self.buf = self.buf, b""
+        return r
+
+    def _read_chunked(self):
+        body = b""
+        while True:
+            while b"\r\n" not in self.buf:
+                self._need("a chunk size")
+            line, self.buf = self.buf.split(b"\r\n", 1)
+            n = int(line.split(b";")[0], 16)
+            if n == 0:
+                while b"\r\n\r\n" not in b"\r\n" + self.buf:
+                    self._need("the chunked trailer")
+                self.buf = (b"\r\n" + self.buf).split(b"\r\n\r\n", 1)[1]
+                return body
+            body += self.read_exact(n + 2)[:n]
+
+    def exchange(self, data, n=1, head=False):
+        """Send data, read n responses; one Response, or a list when n > 1."""
+        self.send(data)
+        out = [self.read_response(head) for _ in range(n)]
+        return out[0] if n == 1 else out
+
+    def wait_closed(self, timeout):
+        """True if the peer closes within timeout; data that arrives is kept in buf."""
+        deadline = time.monotonic() + timeout
+        while not self.eof:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            if self.sock.pending() if isinstance(self.sock, ssl.SSLSocket) else False:
+                self._recv()
+                continue
+            r, _, _ = select.select([self.sock], [], [], left)
+            if r:
+                try:
+                    self._recv(timeout=max(left, 0.01))
+                except (socket.timeout, ssl.SSLWantReadError):
+                    continue
+        return True
+
+    def idle_open(self, seconds):
+        """True if nothing arrives and the peer does not close for seconds."""
+        before = len(self.buf)
+        closed = self.wait_closed(seconds)
+        return not closed and len(self.buf) == before
+
+
+def raw_request(sock, data, n=1, head=False):
+    """Send data on sock and read n responses (see Conn.exchange)."""
+    return Conn(sock).exchange(data, n, head)
+
+
+# ---------------------------------------------------------------- curl, openssl
+
+def curl(srv, path, *args, host="a.test", plain=False, port=None, addr="127.0.0.1",
+         check=True, timeout=30):
+    """One request through curl; returns a Response (status 0 if curl failed
+    and check=False; then .rc and .stderr say why)."""
+    s = srv.site
+    scheme, port = ("http", port or srv.plain_port) if plain else ("https", port or srv.port)
+    fd, body_path = tempfile.mkstemp(prefix="curl-", dir=srv.dir)
+    os.close(fd)
+    cmd = ["curl", "-sS", "--http1.1", "--max-time", str(timeout),
+           "--resolve", f"{host}:{port}:{addr}", "--cacert", str(s.ca),
+           "-D", "-", "-o", body_path, *args, f"{scheme}://{host}:{port}{path}"]
+    try:
+        p = subprocess.run(cmd, capture_output=True, timeout=timeout + 5)
+        body = Path(body_path).read_bytes()
+    finally:
+        os.unlink(body_path)
+    stderr = p.stderr.decode(errors="replace").strip()
+    if p.returncode != 0:
+        if check:
+            raise AssertionError(f"curl {path} failed (rc {p.returncode}): {stderr}")
+        r = Response(0, {}, body)
+    else:
+        heads = [b for b in p.stdout.split(b"\r\n\r\n") if b.startswith(b"HTTP/")]
+        if not heads:
+            raise AssertionError(f"curl {path}: no response head in {p.stdout[:200]!r}")
+        r = parse_head(heads[-1])
+        r.body = body
+    r.rc, r.stderr = p.returncode, stderr
+    return r
+
+
+def s_client(port, *args, servername=None, input=b"", timeout=10):
+    """Run openssl s_client; returns (exit status, stdout+stderr text)."""
+    cmd = ["openssl", "s_client", "-connect", f"127.0.0.1:{port}"]
+    cmd += ["-servername", servername] if servername else ["-noservername"]
+    cmd += list(args)
+    p = subprocess.run(cmd, input=input, stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, timeout=timeout)
+    return p.returncode, p.stdout.decode(errors="replace")
+
+
+def cert_cn(s_client_output):
+    """Subject CN of the peer certificate in s_client output (or None)."""
+    m = re.search(r"^subject=.*?CN\s*=\s*([^,/\s]+)", s_client_output, re.M)
+    return m and m.group(1)
+
+
+def tls_version_in(s_client_output):
+    """The protocol s_client negotiated ("TLSv1.2"...), or None if it failed.
+    "New, X, Cipher is C" shows the cipher's version, not the protocol: the
+    protocol is in the SSL-Session block (printed for TLS 1.3 only once a
+    ticket arrives; TLS 1.3 suites are named TLS_*)."""
+    m = re.search(r"^(?:New|Reused), \S+, Cipher is (\S+)", s_client_output, re.M)
+    if not m or m.group(1) == "(NONE)":
+        return None
+    if m.group(1).startswith("TLS_"):
+        return "TLSv1.3"
+    p = re.search(r"^\s*Protocol\s*:\s*(\S+)", s_client_output, re.M)
+    return p.group(1) if p else None
+
+
+def s_client_reused(s_client_output):
+    return re.search(r"^Reused, ", s_client_output, re.M) is not None
+
+
+# ---------------------------------------------------------------- assertions
+
+def assert_serves(srv, path=size_path(16385)):
+    """A fresh TLS connection gets path byte-exact."""
+    r = srv.get(path)
+    assert r.status == 200, f"fresh connection: GET {path} -> {r.status}"
+    assert r.body == srv.site.files[path], f"fresh connection: GET {path}: body differs"
+
+
+def serves(srv, path=size_path(1)):
+    """True if a fresh TLS connection gets path with 200 and the right bytes."""
+    try:
+        r = srv.get(path)
+    except (OSError, Closed):
+        return False
+    return r.status == 200 and r.body == srv.site.files[path]
+
+
+def assert_status(r, expected, what=""):
+    exp = expected if isinstance(expected, (set, tuple, list)) else (expected,)
+    assert r.status in exp, f"{what}: status {r.status}, expected {expected} ({r.headers})"
+
+
+def assert_bad_request_closes(conn, r, expected=400, what=""):
+    """r is a 4xx answer to a bad request: it says close, and the server closes."""
+    assert_status(r, expected, what)
+    assert "close" in r.get("connection", "").lower(), \
+        f"{what}: {r.status} without 'Connection: close' ({r.headers})"
+    assert conn.wait_closed(3), f"{what}: connection still open 3s after {r.status}"
+
+
+def s_client_script(port, *args, servername="a.test", script=(), timeout=10):
+    """Run openssl s_client, feeding stdin piece by piece: script is a list of
+    (bytes, seconds to wait after writing them). Returns (status, output)."""
+    cmd = ["openssl", "s_client", "-connect", f"127.0.0.1:{port}"]
+    cmd += ["-servername", servername] if servername else ["-noservername"]
+    cmd += list(args)
+    p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT)
+    try:
+        for data, pause in script:
+            try:
+                p.stdin.write(data)
+                p.stdin.flush()
+            except BrokenPipeError:
+                break
+            time.sleep(pause)
+        try:
+            out, _ = p.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            out, _ = p.communicate(timeout=5)
+        return p.returncode, out.decode(errors="replace")
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait(timeout=5)
