@@ -53,7 +53,7 @@ deps-check:
 # Serve conf/sample-site on https://localhost:8443/ with a generated cert.
 run: deps-build
 	@$(MAKE) --no-print-directory all
-	@tests/run-sample.sh $(BUILD)/kttpd
+	@conf/run-sample.sh $(BUILD)/kttpd
 
 check: deps-check
 	@$(MAKE) --no-print-directory all unit

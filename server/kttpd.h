@@ -220,9 +220,6 @@ struct worker {
 /* ------------------------------------------------------------------ */
 /* Prototypes, by file.                                                */
 
-/* main.c */
-extern atomic_long kt_nconns; /* open connections, all workers */
-
 /* config.c */
 struct tls_params {
 	const char *cert, *key, *ciphers, *suites;
@@ -241,6 +238,7 @@ int listeners_sync(struct config *);
 void listeners_close_unused(void);
 
 /* worker.c */
+extern atomic_long kt_nconns; /* open connections, all workers */
 int worker_start_all(struct config *);
 void worker_reload_all(struct config *);
 void worker_stop_all(void);

@@ -21,7 +21,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
-atomic_long kt_nconns;
+
 
 static void usage(void)
 {

@@ -32,6 +32,7 @@ struct wslot {
 static struct wslot *slots;
 static int nslots;
 static atomic_int acks;
+atomic_long kt_nconns; /* open connections, all workers */
 
 const char *worker_date(struct worker *w)
 {
