@@ -112,18 +112,25 @@ static const struct {
 #undef N
 };
 
+static int serving; /* errors go to the error log once we serve */
+
+void config_serving(void)
+{
+	serving = 1;
+}
+
 static void errfunc(cfg_t *cfg, const char *fmt, va_list ap)
 {
-	char msg[512];
+	char msg[512], where[512] = "";
 
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	if (cfg != NULL && cfg->filename != NULL)
-		fprintf(stderr, "kttpd: %s:%d: %s\n", cfg->filename, cfg->line,
-		    msg);
+		snprintf(where, sizeof(where), "%s:%d: ", cfg->filename,
+		    cfg->line);
+	if (serving)
+		log_error("config: %s%s", where, msg);
 	else
-		fprintf(stderr, "kttpd: %s\n", msg);
-	log_error("config: %s:%d: %s", cfg && cfg->filename ? cfg->filename : "",
-	    cfg ? cfg->line : 0, msg);
+		fprintf(stderr, "kttpd: %s%s\n", where, msg);
 }
 
 /* ---- validators: run during the parse, so errors carry a line ---- */
@@ -617,13 +624,13 @@ struct config *config_load(const char *path)
 
 	r = cfg_parse(root, path);
 	if (r == CFG_FILE_ERROR) {
-		fprintf(stderr, "kttpd: %s: %s\n", path, strerror(errno));
+		cfg_error(root, "%s: %s", path, strerror(errno));
 		goto fail;
 	}
 	if (r != CFG_SUCCESS)
 		goto fail;
 	if (cfg_size(root, "server") == 0) {
-		fprintf(stderr, "kttpd: %s: no server section\n", path);
+		cfg_error(root, "no server section");
 		goto fail;
 	}
 
@@ -639,7 +646,7 @@ struct config *config_load(const char *path)
 	for (int i = 0; i < cfg->nvhosts; i++)
 		if (vhost_build(cfg, &cfg->vhosts[i],
 			cfg_getnsec(root, "server", (unsigned)i)) < 0) {
-			fprintf(stderr, "kttpd: %s: server \"%s\" failed\n", path,
+			cfg_error(root, "server \"%s\" failed",
 			    cfg->vhosts[i].name ? cfg->vhosts[i].name : "?");
 			goto fail;
 		}

@@ -145,8 +145,7 @@ ssize_t conn_recv(struct conn *c, void *buf, size_t len)
 		return CONN_AGAIN;
 	case SSL_ERROR_ZERO_RETURN: /* close_notify */
 		return CONN_EOF;
-	case SSL_ERROR_SYSCALL:
-		c->tls_failed = 1;
+	case SSL_ERROR_SYSCALL: /* TCP closed without close_notify */
 		return errno == 0 ? CONN_EOF : CONN_ERROR;
 	default: {
 		char err[160];
@@ -236,8 +235,14 @@ void conn_close(struct conn *c)
 	struct worker *w = c->w;
 
 	event_free(c->ev);
-	if (c->ssl != NULL)
+	if (c->ssl != NULL) {
+		/* a peer that just went away leaves its session resumable;
+		 * OpenSSL drops it from the cache only after a TLS error */
+		if (!c->tls_failed && SSL_is_init_finished((SSL *)c->ssl))
+			SSL_set_shutdown(c->ssl,
+			    SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
 		SSL_free(c->ssl);
+	}
 	close(c->fd);
 	if (c->req != NULL)
 		req_free(c->req);

@@ -86,7 +86,7 @@ static struct span *value_slot(struct h1p *h)
 
 	if (h->field.n == 17 &&
 	    strncasecmp(h->field.p, "transfer-encoding", 17) == 0)
-		h->has_te = 1;
+		h->has_te = 1; /* http-parser checks it ends in chunked */
 	if (h->field.n == 14 &&
 	    strncasecmp(h->field.p, "content-length", 14) == 0)
 		h->has_cl = 1;
@@ -105,11 +105,31 @@ static struct span *value_slot(struct h1p *h)
 	return NULL;
 }
 
+static int is_token(const char *s, size_t n)
+{
+	static const char extra[] = "!#$%&'*+-.^_`|~";
+
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)s[i];
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+			(ch >= '0' && ch <= '9') || strchr(extra, ch) != NULL) ||
+		    ch == '\0')
+			return 0;
+	}
+	return n > 0;
+}
+
 static int on_header_value(http_parser *p, const char *at, size_t len)
 {
 	struct h1p *h = p->data;
 
 	if (h->in_field) {
+		/* a name is a token up to its colon: "Host : x" is refused */
+		if (h->field.p[h->field.n] != ':' ||
+		    !is_token(h->field.p, h->field.n)) {
+			h->status = 400;
+			return -1;
+		}
 		h->in_field = 0;
 		h->value = value_slot(h);
 		if (h->status)
@@ -143,6 +163,10 @@ static int on_headers_complete(http_parser *p)
 		h->status = 400; /* the classic smuggling pair */
 		return -1;
 	}
+	if (h->has_te && !(p->flags & F_CHUNKED)) {
+		h->status = 501; /* a transfer coding we do not know */
+		return -1;
+	}
 	r->http_major = p->http_major;
 	r->http_minor = p->http_minor;
 	r->method = p->method == HTTP_GET ? M_GET
@@ -167,6 +191,17 @@ static const http_parser_settings settings = {
 	.on_headers_complete = on_headers_complete,
 };
 
+/* The request line ends in exactly "HTTP/d.d" (http-parser lets more by). */
+static int version_ok(const char *head, size_t len)
+{
+	const char *eol = memchr(head, '\r', len);
+
+	return eol != NULL && eol - head >= 9 &&
+	    memcmp(eol - 9, " HTTP/", 6) == 0 &&
+	    eol[-3] >= '0' && eol[-3] <= '9' && eol[-2] == '.' &&
+	    eol[-1] >= '0' && eol[-1] <= '9';
+}
+
 /* Parse the head in c->rbuf[0..len). 0, or the status to answer with. */
 static int parse(struct conn *c, struct request *r, size_t len)
 {
@@ -187,6 +222,8 @@ static int parse(struct conn *c, struct request *r, size_t len)
 		return 400;
 	}
 	if (n + 1 < len) /* paused on the head's last byte */
+		return 400;
+	if (!version_ok(c->rbuf, len))
 		return 400;
 	if (r->http_major != 1)
 		return 505;
@@ -362,14 +399,16 @@ static void request(struct conn *c, size_t len, int status)
 	c->nreq++;
 	if (status == 0)
 		status = parse(c, r, len);
-	if (r->has_body || status != 0 || c->w->stopping ||
+	if (status == 0)
+		req_dispatch(c, r);
+	else
+		r->status = status;
+	/* after a malformed request we cannot trust where the next starts */
+	if (r->has_body || r->status == 400 || r->status >= 414 ||
+	    c->w->stopping ||
 	    c->nreq >= (unsigned)c->cfg->keepalive_requests ||
 	    c->cfg->keepalive_timeout == 0)
 		c->keepalive = 0;
-	if (status != 0)
-		r->status = status;
-	else
-		req_dispatch(c, r);
 	respond(c);
 }
 

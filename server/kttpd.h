@@ -226,6 +226,7 @@ struct tls_params {
 	int min, max; /* protocol versions, 0x0303 = TLS 1.2 */
 };
 struct config *config_load(const char *path);
+void config_serving(void);
 void config_tls_params(void *section, struct tls_params *);
 void config_ref(struct config *);
 void config_unref(struct config *);

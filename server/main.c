@@ -178,6 +178,7 @@ int main(int argc, char **argv)
 	}
 	if (log_configure(cfg) < 0)
 		return 1;
+	config_serving();
 	log_info("kttpd %s starting: %d workers, %d servers, %d addresses",
 	    KTTPD_VERSION, cfg->workers, cfg->nvhosts, cfg->nlistens);
 	tls_ktls_probe(cfg);

@@ -16,11 +16,10 @@ def parse_combined(line):
     m = COMBINED.match(line)
     assert m, f"access log line is not in combined format: {line!r}"
     d = m.groupdict()
-    rest = d["rest"].split()
-    d["rest"] = rest
-    modes = [w[5:] for w in rest if w.startswith("ktls=")]
+    modes = re.findall(r"(?:^| )ktls=(off\([^)]*\)|\S+)", d["rest"])
     assert len(modes) == 1, f"no single ktls= field in {line!r}"
     d["ktls"] = modes[0]
+    d["rest"] = re.sub(r"(?:^| )ktls=(off\([^)]*\)|\S+)", "", d["rest"]).split()
     return d
 
 

@@ -182,7 +182,10 @@ def test_privilege_drop():
         kt.assert_serves(srv)
         tasks = os.listdir(f"/proc/{srv.pid}/task")
         for tid in tasks:
-            status = open(f"/proc/{srv.pid}/task/{tid}/status").read()
+            try:
+                status = open(f"/proc/{srv.pid}/task/{tid}/status").read()
+            except FileNotFoundError:
+                continue  # a thread that ended meanwhile
             uid_line = next(line for line in status.splitlines() if line.startswith("Uid:"))
             uids = {int(u) for u in uid_line.split()[1:]}
             assert uids == {nobody.pw_uid}, f"thread {tid}: {uid_line!r}, want all {nobody.pw_uid}"
