@@ -55,6 +55,7 @@ static cfg_opt_t server_opts[] = {
 	CFG_STR_LIST("index", "{index.html}", CFGF_NONE),
 	CFG_STR("cache_control", NULL, CFGF_NODEFAULT),
 	CFG_INT("expires", 0, CFGF_NONE),
+	CFG_BOOL("http2", cfg_true, CFGF_NONE),
 	CFG_SEC("location", location_opts,
 	    CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
 	CFG_END(),
@@ -85,6 +86,9 @@ static cfg_opt_t root_opts[] = {
 	CFG_BOOL("session_tickets", cfg_true, CFGF_NONE),
 	CFG_INT("session_cache", KT_DEF_SESSION_CACHE, CFGF_NONE),
 	CFG_INT("session_timeout", KT_DEF_SESSION_TIMEOUT, CFGF_NONE),
+	CFG_INT("http2_max_streams", KT_DEF_H2_MAX_STREAMS, CFGF_NONE),
+	CFG_INT("http2_reset_burst", KT_DEF_H2_RESET_BURST, CFGF_NONE),
+	CFG_INT("http2_reset_rate", KT_DEF_H2_RESET_RATE, CFGF_NONE),
 	CFG_SEC("server", server_opts,
 	    CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
 	CFG_END(),
@@ -109,6 +113,9 @@ static const struct {
 	N(shutdown_timeout, 0, 86400),
 	N(session_cache, 0, 10000000),
 	N(session_timeout, 1, 86400 * 7),
+	N(http2_max_streams, 1, 10000),
+	N(http2_reset_burst, 1, 1000000),
+	N(http2_reset_rate, 1, 1000000),
 #undef N
 };
 
@@ -454,6 +461,7 @@ static int vhost_build(struct config *cfg, struct vhost *vh, cfg_t *srv)
 	int have_root_loc = 0;
 
 	vh->cfg = cfg;
+	vh->http2 = cfg_getbool(srv, "http2");
 	vh->name = strdup(cfg_title(srv));
 	vh->naliases = (int)cfg_size(srv, "aliases");
 	vh->aliases = calloc((size_t)vh->naliases + 1, sizeof(char *));
@@ -599,7 +607,8 @@ struct config *config_load(const char *path)
 		"max_request_head", "max_uri", "max_headers",
 		"keepalive_requests", "handshake_timeout", "header_timeout",
 		"keepalive_timeout", "send_timeout", "shutdown_timeout",
-		"session_cache", "session_timeout", NULL };
+		"session_cache", "session_timeout", "http2_max_streams",
+		"http2_reset_burst", "http2_reset_rate", NULL };
 	struct config *cfg = NULL;
 	cfg_t *root = cfg_init(root_opts, CFGF_NONE);
 	int r;

@@ -109,7 +109,14 @@ static void conn_handshake(struct conn *c)
 		    c->mode.ktls_rx, c->mode.why);
 		c->state = CS_READ;
 		conn_deadline(c, c->cfg->header_timeout);
-		h1_read(c);
+		if (tls_alpn_h2(c)) {
+			if (h2_start(c) < 0) {
+				conn_close(c);
+				return;
+			}
+			h2_io(c, EV_READ);
+		} else
+			h1_read(c);
 		break;
 	case 0:
 		conn_wait(c, c->want_write ? EV_WRITE : EV_READ);
@@ -207,6 +214,10 @@ static void conn_io(evutil_socket_t fd, short what, void *arg)
 		"send", "linger" };
 
 	(void)fd;
+	if (c->h2 != NULL) {
+		h2_io(c, what);
+		return;
+	}
 	if (what & EV_TIMEOUT) {
 		if (c->state != CS_LINGER && (c->state != CS_READ || c->rlen))
 			log_info("%s: %s timeout, closing", c->peer,
@@ -235,6 +246,7 @@ void conn_close(struct conn *c)
 	struct worker *w = c->w;
 
 	event_free(c->ev);
+	h2_free(c);
 	if (c->ssl != NULL) {
 		/* a peer that just went away leaves its session resumable;
 		 * OpenSSL drops it from the cache only after a TLS error */
@@ -265,7 +277,9 @@ void conn_shutdown_idle(struct worker *w)
 	for (c = TAILQ_FIRST(&w->conns); c != NULL; c = next) {
 		next = TAILQ_NEXT(c, link);
 		c->keepalive = 0;
-		if (c->state == CS_HANDSHAKE || (c->state == CS_READ &&
+		if (c->h2 != NULL)
+			h2_shutdown(c);
+		else if (c->state == CS_HANDSHAKE || (c->state == CS_READ &&
 						    c->rlen == 0))
 			conn_finish(c, 0);
 	}

@@ -13,6 +13,15 @@ static const char wday[7][4] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri",
 static const char month[12][4] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
 	"Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
 
+/* For durations: monotonic, unlike the event loop's cached wall time. */
+int64_t date_mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 size_t date_format(time_t t, char *out, size_t outsz)
 {
 	struct tm tm;

@@ -392,7 +392,7 @@ static void request(struct conn *c, size_t len, int status)
 	}
 	r->fd = -1;
 	r->http_major = r->http_minor = 1;
-	r->start_us = conn_now_us(c);
+	r->start_us = date_mono_us();
 	r->vh = c->vh;
 	c->req = r;
 	c->head_len = len;

@@ -32,6 +32,9 @@
 #define KT_DEF_SHUTDOWN_TIMEOUT 30
 #define KT_DEF_SESSION_CACHE 20480
 #define KT_DEF_SESSION_TIMEOUT 3600
+#define KT_DEF_H2_MAX_STREAMS 100
+#define KT_DEF_H2_RESET_BURST 200 /* RST_STREAM bucket, then GOAWAY */
+#define KT_DEF_H2_RESET_RATE 33 /* ... refilled per second */
 
 /* Fixed limits: sizes of structures, not policy. */
 #define KT_MAX_WORKERS 256
@@ -70,6 +73,7 @@ struct vhost {
 	int nlocs;
 	void *ssl_ctx; /* SSL_CTX *, NULL without a tls section */
 	char *tls_ciphers, *tls_suites; /* applied when SNI picks us */
+	int http2; /* offer h2 in ALPN */
 	struct config *cfg;
 };
 
@@ -103,6 +107,7 @@ struct config {
 	long send_timeout, shutdown_timeout;
 	int session_tickets;
 	long session_cache, session_timeout;
+	long http2_max_streams, http2_reset_burst, http2_reset_rate;
 	struct vhost *vhosts;
 	int nvhosts;
 	struct listen_addr *listens;
@@ -182,6 +187,7 @@ struct conn {
 	unsigned keepalive : 1;
 	unsigned want_write : 1; /* TLS asked for writability while reading */
 	unsigned tls_failed : 1; /* fatal TLS error: no close_notify */
+	struct h2 *h2; /* set when ALPN chose h2 */
 	unsigned nreq;
 	char peer[48];
 
@@ -267,6 +273,7 @@ void *tls_new(struct conn *);
 int tls_handshake(struct conn *);
 void tls_record_mode(struct conn *);
 int tls_pending(struct conn *);
+int tls_alpn_h2(struct conn *);
 const char *tls_version(struct conn *);
 const char *tls_cipher(struct conn *);
 void tls_ktls_probe(struct config *);
@@ -275,6 +282,12 @@ void tls_ktls_probe(struct config *);
 void h1_read(struct conn *);
 void h1_write(struct conn *);
 void h1_begin(struct conn *);
+
+/* http2.c */
+int h2_start(struct conn *);
+void h2_io(struct conn *, short what);
+void h2_shutdown(struct conn *);
+void h2_free(struct conn *);
 
 /* request.c */
 void req_dispatch(struct conn *, struct request *);
@@ -299,6 +312,7 @@ int cond_if_range(struct request *);
 
 /* date.c */
 size_t date_format(time_t, char *out, size_t outsz);
+int64_t date_mono_us(void);
 int date_parse(const char *s, size_t len, time_t *out);
 
 /* file.c */

@@ -173,8 +173,7 @@ void log_access(struct conn *c, struct request *r)
 	if (lg.acc_fd < 0)
 		return;
 	gettimeofday(&tv, NULL);
-	dur_ms = (double)((int64_t)tv.tv_sec * 1000000 + tv.tv_usec -
-		     r->start_us) / 1000.0;
+	dur_ms = (double)(date_mono_us() - r->start_us) / 1000.0;
 	localtime_r(&tv.tv_sec, &tm);
 	ktls_field(c, mode, sizeof(mode));
 	if (json) {

@@ -28,8 +28,9 @@ static struct {
 	unsigned char name[16], aes[32], hmac[32];
 } ticket_key;
 
-static const unsigned char alpn_protos[] = "\x08http/1.1";
-/* h2 goes first here once HTTP/2 lands: "\x02h2\x08http/1.1". */
+/* ALPN, in our order of preference */
+static const unsigned char alpn_h2[] = "\x02h2\x08http/1.1";
+static const unsigned char alpn_h1[] = "\x08http/1.1";
 
 int tls_init(void)
 {
@@ -153,10 +154,14 @@ static int client_hello_cb(SSL *ssl, int *alert, void *arg)
 static int alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
     const unsigned char *in, unsigned int inlen, void *arg)
 {
-	(void)ssl;
+	struct conn *c = SSL_get_ex_data(ssl, conn_idx);
+	int h2 = c != NULL && c->vh->http2;
+
 	(void)arg;
-	if (SSL_select_next_proto((unsigned char **)out, outlen, alpn_protos,
-		sizeof(alpn_protos) - 1, in, inlen) == OPENSSL_NPN_NEGOTIATED)
+	if (SSL_select_next_proto((unsigned char **)out, outlen,
+		h2 ? alpn_h2 : alpn_h1,
+		h2 ? sizeof(alpn_h2) - 1 : sizeof(alpn_h1) - 1, in,
+		inlen) == OPENSSL_NPN_NEGOTIATED)
 		return SSL_TLSEXT_ERR_OK;
 	return SSL_TLSEXT_ERR_NOACK; /* no common protocol: go on without */
 }
@@ -285,6 +290,15 @@ void tls_record_mode(struct conn *c)
 		c->mode.why = "rx-not-offloaded";
 	else
 		c->mode.why = "";
+}
+
+int tls_alpn_h2(struct conn *c)
+{
+	const unsigned char *p;
+	unsigned int len;
+
+	SSL_get0_alpn_selected(c->ssl, &p, &len);
+	return len == 2 && memcmp(p, "h2", 2) == 0;
 }
 
 int tls_pending(struct conn *c)

@@ -1,0 +1,705 @@
+/*
+ * http2.c: HTTP/2 over TLS with nghttp2. nghttp2 does framing, HPACK and
+ * flow control; streams go through the same request and file code as
+ * HTTP/1.1 (req_dispatch, file_serve).
+ *
+ * Output is a byte buffer plus a queue of file ranges inserted at points
+ * in it. DATA frames use nghttp2's NO_COPY path: send_data_cb queues the
+ * 9-byte frame header and the file range, and the writer decides how the
+ * bytes leave:
+ *   kTLS TX    bytes before the frame end their record; the header goes
+ *              by send(MSG_MORE) and the payload by SSL_sendfile, so a
+ *              16384-byte frame (9 + 16375) is exactly one TLS record
+ *   userspace  bytes and preads are packed into 16 KiB SSL_writes:
+ *              as few records and calls as possible
+ * Small payloads are copied into the buffer in both modes. nghttp2 is
+ * asked for more frames only when the queue has drained, so a frame that
+ * began leaving is finished before anything else is written.
+ */
+#define _GNU_SOURCE
+#include "kttpd.h"
+#include "../sys/sys.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <nghttp2/nghttp2.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define H2_PAYLOAD (KT_CHUNK - 9) /* frame = one full TLS record */
+#define H2_COPY_MAX 4096 /* smaller payloads are copied, not sendfile'd */
+#define H2_OUT_LOW 65536 /* ask nghttp2 for frames below this backlog */
+#define H2_MAX_SEGS 64
+
+struct stream {
+	TAILQ_ENTRY(stream) link;
+	struct request r;
+	int32_t id;
+	int closed; /* nghttp2 is done with it */
+	int segs; /* queued file ranges still reading r.fd */
+	size_t hdr_bytes;
+	char *arena; /* request header values; r's spans point here */
+	size_t alen, acap;
+	struct { size_t off, n; } sp[9]; /* offsets until headers end */
+	char *mem; /* an error body */
+	size_t mem_len, mem_pos;
+};
+
+struct seg {
+	size_t hdr_at; /* obuf offset of the frame header */
+	size_t at; /* obuf offset where the file range goes */
+	struct stream *s;
+	uint64_t off, len;
+};
+
+struct h2 {
+	nghttp2_session *ng;
+	TAILQ_HEAD(, stream) streams;
+	char *obuf;
+	size_t opos, olen, ocap;
+	struct seg segs[H2_MAX_SEGS];
+	int nsegs, seg_head;
+	int nopen; /* open streams */
+	int goaway;
+	unsigned empty_data; /* empty DATA frames without END_STREAM */
+};
+
+/* Which request span each slot fills. */
+enum { SP_METHOD, SP_PATH, SP_AUTHORITY, SP_HOST, SP_INM, SP_IMS, SP_RANGE,
+	SP_IFRANGE, SP_UA };
+
+static struct span *slot_span(struct request *r, int i)
+{
+	struct span *map[] = { &r->method_str, &r->target, &r->host, NULL,
+		&r->if_none_match, &r->if_modified_since, &r->range,
+		&r->if_range, &r->user_agent };
+	return map[i];
+}
+
+/* ---- output buffer ---- */
+
+static int out_reserve(struct h2 *h, size_t n)
+{
+	if (h->olen + n <= h->ocap)
+		return 0;
+	size_t cap = h->ocap ? h->ocap : 16384;
+	while (cap < h->olen + n)
+		cap *= 2;
+	char *nb = realloc(h->obuf, cap);
+	if (nb == NULL)
+		return -1;
+	h->obuf = nb;
+	h->ocap = cap;
+	return 0;
+}
+
+static int out_append(struct h2 *h, const void *p, size_t n)
+{
+	if (out_reserve(h, n) < 0)
+		return -1;
+	memcpy(h->obuf + h->olen, p, n);
+	h->olen += n;
+	return 0;
+}
+
+static void stream_free(struct conn *c, struct stream *s)
+{
+	TAILQ_REMOVE(&c->h2->streams, s, link);
+	if (s->r.status != 0)
+		log_access(c, &s->r);
+	if (s->r.fd >= 0)
+		close(s->r.fd);
+	free(s->r.location);
+	free(s->arena);
+	free(s->mem);
+	free(s);
+}
+
+/* ---- nghttp2 callbacks: requests in ---- */
+
+static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *f,
+    void *arg)
+{
+	struct conn *c = arg;
+	struct stream *s;
+
+	if (f->hd.type != NGHTTP2_HEADERS ||
+	    f->headers.cat != NGHTTP2_HCAT_REQUEST)
+		return 0;
+	if ((s = calloc(1, sizeof(*s))) == NULL)
+		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+	s->id = f->hd.stream_id;
+	s->r.fd = -1;
+	s->r.http_major = 2;
+	s->r.start_us = date_mono_us();
+	TAILQ_INSERT_TAIL(&c->h2->streams, s, link);
+	c->h2->nopen++;
+	nghttp2_session_set_stream_user_data(ng, s->id, s);
+	return 0;
+}
+
+static int slot_for(const uint8_t *name, size_t n)
+{
+	static const char *const names[] = { ":method", ":path",
+		":authority", "host", "if-none-match", "if-modified-since",
+		"range", "if-range", "user-agent" };
+
+	for (int i = 0; i < (int)(sizeof(names) / sizeof(names[0])); i++)
+		if (strlen(names[i]) == n && memcmp(names[i], name, n) == 0)
+			return i;
+	return -1;
+}
+
+static int on_header(nghttp2_session *ng, const nghttp2_frame *f,
+    const uint8_t *name, size_t namelen, const uint8_t *value,
+    size_t valuelen, uint8_t flags, void *arg)
+{
+	struct conn *c = arg;
+	struct stream *s = nghttp2_session_get_stream_user_data(ng,
+	    f->hd.stream_id);
+	int i;
+
+	(void)flags;
+	if (s == NULL || f->hd.type != NGHTTP2_HEADERS)
+		return 0;
+	s->hdr_bytes += namelen + valuelen + 32; /* RFC 9113 6.5.2 */
+	if (s->hdr_bytes > (size_t)c->cfg->max_request_head) {
+		s->r.status = 431;
+		return 0;
+	}
+	if ((i = slot_for(name, namelen)) < 0 || s->sp[i].n != 0)
+		return 0;
+	if (s->alen + valuelen > s->acap) {
+		size_t cap = s->acap ? s->acap * 2 : 256;
+		while (cap < s->alen + valuelen)
+			cap *= 2;
+		char *na = realloc(s->arena, cap);
+		if (na == NULL)
+			return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+		s->arena = na;
+		s->acap = cap;
+	}
+	memcpy(s->arena + s->alen, value, valuelen);
+	s->sp[i].off = s->alen;
+	s->sp[i].n = valuelen;
+	s->alen += valuelen;
+	return 0;
+}
+
+static void add_header(nghttp2_nv *nv, size_t *n, const char *name,
+    const char *value)
+{
+	nv[*n].name = (uint8_t *)name;
+	nv[*n].namelen = strlen(name);
+	nv[*n].value = (uint8_t *)value;
+	nv[*n].valuelen = strlen(value);
+	nv[*n].flags = NGHTTP2_NV_FLAG_NONE;
+	(*n)++;
+}
+
+static ssize_t read_body(nghttp2_session *ng, int32_t id, uint8_t *buf,
+    size_t length, uint32_t *flags, nghttp2_data_source *src, void *arg)
+{
+	struct conn *c = arg;
+	struct stream *s = src->ptr;
+	size_t n;
+
+	(void)ng;
+	(void)id;
+	if (s->mem != NULL) { /* error page: copied */
+		n = s->mem_len - s->mem_pos;
+		n = n < length ? n : length;
+		memcpy(buf, s->mem + s->mem_pos, n);
+		s->mem_pos += n;
+		s->r.sent += n;
+		if (s->mem_pos == s->mem_len)
+			*flags |= NGHTTP2_DATA_FLAG_EOF;
+		return (ssize_t)n;
+	}
+	n = length < H2_PAYLOAD ? length : H2_PAYLOAD;
+	if (s->r.len < n)
+		n = (size_t)s->r.len;
+	(void)c;
+	*flags |= NGHTTP2_DATA_FLAG_NO_COPY;
+	if (n == s->r.len)
+		*flags |= NGHTTP2_DATA_FLAG_EOF;
+	return (ssize_t)n;
+}
+
+/* A frame's payload: copied into obuf when small or in userspace TLS,
+ * else queued as a file range for sendfile. */
+static int send_data_cb(nghttp2_session *ng, nghttp2_frame *f,
+    const uint8_t *framehd, size_t length, nghttp2_data_source *src,
+    void *arg)
+{
+	struct conn *c = arg;
+	struct h2 *h = c->h2;
+	struct stream *s = src->ptr;
+	struct request *r = &s->r;
+
+	(void)ng;
+	(void)f; /* we never ask for padding */
+	if (h->nsegs == H2_MAX_SEGS)
+		return NGHTTP2_ERR_WOULDBLOCK;
+	if (out_append(h, framehd, 9) < 0)
+		return NGHTTP2_ERR_CALLBACK_FAILURE;
+	if (!c->mode.ktls_tx || length < H2_COPY_MAX) {
+		size_t got = 0;
+		if (out_reserve(h, length) < 0)
+			return NGHTTP2_ERR_CALLBACK_FAILURE;
+		while (got < length) {
+			ssize_t n = pread(r->fd, h->obuf + h->olen + got,
+			    length - got, (off_t)(r->off + got));
+			if (n <= 0) {
+				log_error("%s: h2 read of body failed: %s",
+				    c->peer, n ? strerror(errno) : "file shrank");
+				return NGHTTP2_ERR_CALLBACK_FAILURE;
+			}
+			got += (size_t)n;
+		}
+		h->olen += length;
+	} else {
+		struct seg *g = &h->segs[(h->seg_head + h->nsegs++) % H2_MAX_SEGS];
+		g->hdr_at = h->olen - 9;
+		g->at = h->olen;
+		g->s = s;
+		g->off = r->off;
+		g->len = length;
+		s->segs++;
+	}
+	r->off += length;
+	r->len -= length;
+	r->sent += length;
+	return 0;
+}
+
+static void respond(struct conn *c, struct stream *s)
+{
+	struct request *r = &s->r;
+	char status[4], clen[24], lm[40], exp[40], crange[80];
+	nghttp2_nv nv[14];
+	size_t n = 0;
+	nghttp2_data_provider prd = { .source.ptr = s, .read_callback = read_body };
+	int file = r->fd >= 0 && (r->status == 200 || r->status == 206);
+	int body = r->method != M_HEAD && r->status != 304;
+
+	snprintf(status, sizeof(status), "%d", r->status);
+	add_header(nv, &n, ":status", status);
+	if (c->cfg->server_tokens)
+		add_header(nv, &n, "server", "kttpd");
+	add_header(nv, &n, "date", worker_date(c->w));
+	if (file || r->status == 304) {
+		struct location *l = r->loc;
+		if (file) {
+			snprintf(clen, sizeof(clen), "%llu",
+			    (unsigned long long)r->len);
+			add_header(nv, &n, "content-type", r->ctype);
+			add_header(nv, &n, "content-length", clen);
+			add_header(nv, &n, "accept-ranges", "bytes");
+		}
+		date_format(r->mtime, lm, sizeof(lm));
+		add_header(nv, &n, "last-modified", lm);
+		add_header(nv, &n, "etag", r->etag);
+		if (r->partial) {
+			snprintf(crange, sizeof(crange), "bytes %llu-%llu/%llu",
+			    (unsigned long long)r->off,
+			    (unsigned long long)(r->off + r->len - 1),
+			    (unsigned long long)r->size);
+			add_header(nv, &n, "content-range", crange);
+		}
+		if (l && l->cache_control)
+			add_header(nv, &n, "cache-control", l->cache_control);
+		if (l && l->expires > 0) {
+			date_format(time(NULL) + l->expires, exp, sizeof(exp));
+			add_header(nv, &n, "expires", exp);
+		}
+	} else {
+		char err[512];
+		s->mem_len = req_error_body(r->status, err, sizeof(err));
+		s->mem = malloc(s->mem_len);
+		if (s->mem == NULL)
+			s->mem_len = 0;
+		else
+			memcpy(s->mem, err, s->mem_len);
+		snprintf(clen, sizeof(clen), "%zu", s->mem_len);
+		add_header(nv, &n, "content-type", "text/html");
+		add_header(nv, &n, "content-length", clen);
+		if (r->status == 416) {
+			snprintf(crange, sizeof(crange), "bytes */%llu",
+			    (unsigned long long)r->size);
+			add_header(nv, &n, "content-range", crange);
+		}
+		if (r->status == 405)
+			add_header(nv, &n, "allow", "GET, HEAD");
+		if (r->location)
+			add_header(nv, &n, "location", r->location);
+		body = body && s->mem != NULL;
+	}
+	if (file && r->len == 0)
+		body = 0;
+	nghttp2_submit_response(c->h2->ng, s->id, nv, n, body ? &prd : NULL);
+}
+
+/* The request's headers are all in: route it and answer. */
+static void request(struct conn *c, struct stream *s)
+{
+	struct request *r = &s->r;
+
+	for (int i = 0; i < (int)(sizeof(s->sp) / sizeof(s->sp[0])); i++) {
+		struct span *sp = slot_span(r, i);
+		if (sp == NULL || s->sp[i].n == 0)
+			continue;
+		sp->p = s->arena + s->sp[i].off;
+		sp->n = s->sp[i].n;
+	}
+	if (r->host.p == NULL && s->sp[SP_HOST].n) { /* no :authority */
+		r->host.p = s->arena + s->sp[SP_HOST].off;
+		r->host.n = s->sp[SP_HOST].n;
+	}
+	r->method = r->method_str.n == 3 && !memcmp(r->method_str.p, "GET", 3)
+	    ? M_GET
+	    : r->method_str.n == 4 && !memcmp(r->method_str.p, "HEAD", 4)
+	    ? M_HEAD
+	    : M_OTHER;
+	if (r->status == 0)
+		req_dispatch(c, r);
+	else
+		r->vh = c->vh;
+	respond(c, s);
+}
+
+static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f,
+    void *arg)
+{
+	struct conn *c = arg;
+	struct stream *s;
+
+	switch (f->hd.type) {
+	case NGHTTP2_HEADERS:
+		if (f->headers.cat != NGHTTP2_HCAT_REQUEST ||
+		    !(f->hd.flags & NGHTTP2_FLAG_END_HEADERS))
+			break;
+		s = nghttp2_session_get_stream_user_data(ng, f->hd.stream_id);
+		if (s != NULL && !c->h2->goaway)
+			request(c, s);
+		break;
+	case NGHTTP2_DATA:
+		/* a flood of empty frames costs us and carries nothing */
+		if (f->hd.length == 0 && !(f->hd.flags & NGHTTP2_FLAG_END_STREAM) &&
+		    ++c->h2->empty_data > 100)
+			return NGHTTP2_ERR_CALLBACK_FAILURE;
+		break;
+	}
+	return 0;
+}
+
+static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t code,
+    void *arg)
+{
+	struct conn *c = arg;
+	struct stream *s = nghttp2_session_get_stream_user_data(ng, id);
+
+	(void)code;
+	if (s == NULL)
+		return 0;
+	c->h2->nopen--;
+	s->closed = 1;
+	if (s->segs == 0)
+		stream_free(c, s);
+	return 0;
+}
+
+/* ---- the writer ---- */
+
+enum { W_DONE, W_AGAIN, W_ERROR };
+
+static int tls_write(struct conn *c)
+{
+	int n, e;
+
+	ERR_clear_error();
+	n = SSL_write(c->ssl, c->wbuf + c->wpos, (int)(c->wlen - c->wpos));
+	if (n > 0) {
+		c->wpos += (size_t)n;
+		return W_DONE;
+	}
+	e = SSL_get_error(c->ssl, n);
+	if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ)
+		return W_AGAIN;
+	c->tls_failed = 1;
+	return W_ERROR;
+}
+
+static void seg_done(struct conn *c)
+{
+	struct h2 *h = c->h2;
+	struct seg *g = &h->segs[h->seg_head];
+	struct stream *s = g->s;
+
+	h->seg_head = (h->seg_head + 1) % H2_MAX_SEGS;
+	h->nsegs--;
+	if (--s->segs == 0 && s->closed)
+		stream_free(c, s);
+}
+
+/* Userspace TLS: pack bytes and file ranges into 16 KiB records. */
+static int write_packed(struct conn *c)
+{
+	struct h2 *h = c->h2;
+
+	for (;;) {
+		if (c->wpos < c->wlen) {
+			int w = tls_write(c);
+			if (w != W_DONE)
+				return w;
+			continue;
+		}
+		if (h->opos == h->olen && h->nsegs == 0)
+			return W_DONE;
+		c->wpos = c->wlen = 0;
+		if (c->wbuf == NULL && (c->wbuf = malloc(KT_CHUNK)) == NULL)
+			return W_ERROR;
+		while (c->wlen < KT_CHUNK &&
+		    (h->opos < h->olen || h->nsegs > 0)) {
+			struct seg *g = h->nsegs ? &h->segs[h->seg_head] : NULL;
+			size_t upto = g ? g->at : h->olen;
+			size_t room = KT_CHUNK - c->wlen;
+			if (h->opos < upto) {
+				size_t k = upto - h->opos < room ? upto - h->opos
+								 : room;
+				memcpy(c->wbuf + c->wlen, h->obuf + h->opos, k);
+				c->wlen += k;
+				h->opos += k;
+				continue;
+			}
+			size_t k = g->len < room ? (size_t)g->len : room;
+			ssize_t n = pread(g->s->r.fd, c->wbuf + c->wlen, k,
+			    (off_t)g->off);
+			if (n <= 0)
+				return W_ERROR;
+			c->wlen += (size_t)n;
+			g->off += (uint64_t)n;
+			g->len -= (uint64_t)n;
+			if (g->len == 0)
+				seg_done(c);
+		}
+	}
+}
+
+/* kTLS TX: bytes by send(), payloads by SSL_sendfile, a frame a record. */
+static int write_ktls(struct conn *c)
+{
+	struct h2 *h = c->h2;
+
+	for (;;) {
+		struct seg *g = h->nsegs ? &h->segs[h->seg_head] : NULL;
+		ssize_t n;
+
+		if (g == NULL && h->opos == h->olen)
+			return W_DONE;
+		if (g != NULL && h->opos == g->at) {
+			ERR_clear_error();
+			errno = 0;
+			n = SSL_sendfile(c->ssl, g->s->r.fd, (off_t)g->off,
+			    (size_t)g->len, 0);
+			if (n <= 0) {
+				if (n < 0 && (errno == EAGAIN || errno == EINTR))
+					return W_AGAIN;
+				log_error("%s: h2 sendfile: %s", c->peer,
+				    n == 0 ? "file shrank" : strerror(errno));
+				return W_ERROR;
+			}
+			g->off += (uint64_t)n;
+			g->len -= (uint64_t)n;
+			if (g->len == 0)
+				seg_done(c);
+			continue;
+		}
+		/* up to a frame header: end the record; the header: more */
+		size_t upto = g ? (h->opos < g->hdr_at ? g->hdr_at : g->at)
+				: h->olen;
+		n = sys_send(c->fd, h->obuf + h->opos, upto - h->opos,
+		    g != NULL && upto == g->at);
+		if (n < 0)
+			return errno == EAGAIN || errno == EINTR ? W_AGAIN
+								 : W_ERROR;
+		h->opos += (size_t)n;
+	}
+}
+
+/* Serialize frames and write until done or blocked. */
+static int flush(struct conn *c)
+{
+	struct h2 *h = c->h2;
+
+	for (;;) {
+		int w = c->mode.ktls_tx ? write_ktls(c) : write_packed(c);
+		if (w != W_DONE)
+			return w;
+		h->opos = h->olen = 0;
+		if (!nghttp2_session_want_write(h->ng))
+			return W_DONE;
+		/* fill up to the low-water mark, then write it */
+		while (h->olen < H2_OUT_LOW && h->nsegs < H2_MAX_SEGS) {
+			const uint8_t *data;
+			ssize_t n = nghttp2_session_mem_send(h->ng, &data);
+			if (n < 0)
+				return W_ERROR;
+			if (n == 0)
+				break;
+			if (out_append(h, data, (size_t)n) < 0)
+				return W_ERROR;
+		}
+		if (h->olen == 0 && h->nsegs == 0)
+			return W_DONE;
+	}
+}
+
+static int recv_input(struct conn *c)
+{
+	char buf[KT_CHUNK];
+
+	for (;;) {
+		ssize_t n = conn_recv(c, buf, sizeof(buf));
+		if (n == CONN_AGAIN)
+			return 0;
+		if (n <= 0)
+			return -1;
+		if (nghttp2_session_mem_recv(c->h2->ng, (uint8_t *)buf,
+			(size_t)n) < 0)
+			return -1;
+	}
+}
+
+/* Decide what to wait for, and how long, after each turn. */
+static void h2_next(struct conn *c, int w)
+{
+	struct h2 *h = c->h2;
+	short what = EV_READ;
+
+	if (w == W_ERROR) {
+		conn_close(c);
+		return;
+	}
+	if (!nghttp2_session_want_read(h->ng) &&
+	    !nghttp2_session_want_write(h->ng) && w == W_DONE) {
+		conn_finish(c, 0);
+		return;
+	}
+	if (w == W_AGAIN) {
+		what |= EV_WRITE;
+		conn_deadline(c, c->cfg->send_timeout);
+	} else if (h->nopen == 0) {
+		if (c->w->stopping) { /* shutdown: GOAWAY went out, done */
+			conn_finish(c, 0);
+			return;
+		}
+		conn_deadline(c, c->cfg->keepalive_timeout);
+		free(c->wbuf); /* idle: hold no buffers */
+		c->wbuf = NULL;
+		free(h->obuf);
+		h->obuf = NULL;
+		h->ocap = 0;
+	} else
+		conn_deadline(c, c->cfg->send_timeout); /* stalled window */
+	conn_wait(c, what);
+}
+
+void h2_io(struct conn *c, short what)
+{
+	int w;
+
+	if (what & EV_TIMEOUT) {
+		conn_close(c);
+		return;
+	}
+	if (recv_input(c) < 0) {
+		/* flush what nghttp2 queued (GOAWAY), then close */
+		flush(c);
+		conn_close(c);
+		return;
+	}
+	w = flush(c);
+	h2_next(c, w);
+}
+
+int h2_start(struct conn *c)
+{
+	nghttp2_session_callbacks *cb = NULL;
+	nghttp2_option *opt = NULL;
+	nghttp2_settings_entry iv[] = {
+		{ NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS,
+		    (uint32_t)c->cfg->http2_max_streams },
+		{ NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE,
+		    (uint32_t)c->cfg->max_request_head },
+		{ NGHTTP2_SETTINGS_ENABLE_PUSH, 0 },
+	};
+	struct h2 *h = calloc(1, sizeof(*h));
+	int rv = -1;
+
+	if (h == NULL || nghttp2_session_callbacks_new(&cb) != 0 ||
+	    nghttp2_option_new(&opt) != 0)
+		goto fail;
+	TAILQ_INIT(&h->streams);
+	nghttp2_session_callbacks_set_on_begin_headers_callback(cb,
+	    on_begin_headers);
+	nghttp2_session_callbacks_set_on_header_callback(cb, on_header);
+	nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame_recv);
+	nghttp2_session_callbacks_set_on_stream_close_callback(cb,
+	    on_stream_close);
+	nghttp2_session_callbacks_set_send_data_callback(cb, send_data_cb);
+	/* rapid reset (CVE-2023-44487): a bucket of RST_STREAMs */
+	nghttp2_option_set_stream_reset_rate_limit(opt,
+	    (uint64_t)c->cfg->http2_reset_burst,
+	    (uint64_t)c->cfg->http2_reset_rate);
+	nghttp2_option_set_max_outbound_ack(opt, 1000);
+	nghttp2_option_set_max_settings(opt, 32);
+	if (nghttp2_session_server_new2(&h->ng, cb, c, opt) != 0)
+		goto fail;
+	c->h2 = h;
+	h = NULL;
+	if (nghttp2_submit_settings(c->h2->ng, NGHTTP2_FLAG_NONE, iv,
+		sizeof(iv) / sizeof(iv[0])) != 0)
+		goto fail;
+	rv = 0;
+fail:
+	if (cb != NULL)
+		nghttp2_session_callbacks_del(cb);
+	if (opt != NULL)
+		nghttp2_option_del(opt);
+	free(h);
+	return rv;
+}
+
+/* Shutdown or reload of the worker: GOAWAY, let open streams finish. */
+void h2_shutdown(struct conn *c)
+{
+	struct h2 *h = c->h2;
+
+	if (h->goaway)
+		return;
+	h->goaway = 1;
+	nghttp2_submit_goaway(h->ng, NGHTTP2_FLAG_NONE,
+	    nghttp2_session_get_last_proc_stream_id(h->ng), NGHTTP2_NO_ERROR,
+	    NULL, 0);
+	h2_next(c, flush(c));
+}
+
+void h2_free(struct conn *c)
+{
+	struct h2 *h = c->h2;
+	struct stream *s;
+
+	if (h == NULL)
+		return;
+	nghttp2_session_del(h->ng); /* may call on_stream_close: first */
+	while ((s = TAILQ_FIRST(&h->streams)) != NULL)
+		stream_free(c, s);
+	free(h->obuf);
+	free(h);
+	c->h2 = NULL;
+}
