@@ -269,6 +269,22 @@ void conn_close(struct conn *c)
 		event_base_loopexit(w->base, NULL);
 }
 
+/*
+ * Reload: HTTP/2 connections get a GOAWAY so that clients move to the new
+ * config once their streams finish (HTTP/1.1 connections finish on the
+ * config they were accepted under, request by request).
+ */
+void conn_reload(struct worker *w)
+{
+	struct conn *c, *next;
+
+	for (c = TAILQ_FIRST(&w->conns); c != NULL; c = next) {
+		next = TAILQ_NEXT(c, link);
+		if (c->h2 != NULL && c->cfg != w->cfg)
+			h2_shutdown(c);
+	}
+}
+
 /* Shutdown: close what is idle now; busy ones close after their response. */
 void conn_shutdown_idle(struct worker *w)
 {

@@ -594,7 +594,7 @@ static void h2_next(struct conn *c, int w)
 		what |= EV_WRITE;
 		conn_deadline(c, c->cfg->send_timeout);
 	} else if (h->nopen == 0) {
-		if (c->w->stopping) { /* shutdown: GOAWAY went out, done */
+		if (c->w->stopping || h->goaway) { /* GOAWAY went out: done */
 			conn_finish(c, 0);
 			return;
 		}

@@ -259,6 +259,7 @@ enum { CONN_EOF = 0, CONN_ERROR = -1, CONN_AGAIN = -2 };
 void conn_close(struct conn *);
 void conn_finish(struct conn *, int linger);
 void conn_shutdown_idle(struct worker *);
+void conn_reload(struct worker *);
 void conn_wait(struct conn *, short what);
 void conn_deadline(struct conn *, long seconds);
 ssize_t conn_recv(struct conn *, void *buf, size_t len);

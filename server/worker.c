@@ -155,6 +155,7 @@ static void cmd_cb(evutil_socket_t fd, short what, void *arg)
 		w->cfg = atomic_exchange(&w->next_cfg, NULL);
 		if (accept_setup(s) < 0)
 			log_error("worker %d: reload: out of memory", w->id);
+		conn_reload(w);
 		config_unref(old);
 		atomic_fetch_add(&acks, 1);
 	} else if (cmd == 's' && !w->stopping) {
