@@ -213,10 +213,12 @@ static int v_directory(cfg_t *cfg, cfg_opt_t *opt)
 	const char *path = cfg_opt_getnstr(opt, 0);
 	struct stat st;
 
-	if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) {
-		cfg_error(cfg, "root \"%s\": %s", path,
-		    errno && !S_ISDIR(st.st_mode) ? strerror(errno)
-						  : "not a directory");
+	if (stat(path, &st) != 0) {
+		cfg_error(cfg, "root \"%s\": %s", path, strerror(errno));
+		return -1;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		cfg_error(cfg, "root \"%s\": not a directory", path);
 		return -1;
 	}
 	return 0;
@@ -233,6 +235,10 @@ static int parse_protocol(const char *s)
 
 static int v_protocols(cfg_t *cfg, cfg_opt_t *opt)
 {
+	if (cfg_opt_size(opt) == 0) {
+		cfg_error(cfg, "protocols: empty; want TLSv1.2 and/or TLSv1.3");
+		return -1;
+	}
 	for (unsigned i = 0; i < cfg_opt_size(opt); i++) {
 		if (parse_protocol(cfg_opt_getnstr(opt, i)) < 0) {
 			cfg_error(cfg,
@@ -294,7 +300,8 @@ static int parse_listen(const char *spec, struct listen_addr *la,
 		if (inet_pton(AF_INET6, addr + 1, &s6->sin6_addr) != 1)
 			goto bad;
 		la->sslen = sizeof(*s6);
-		snprintf(la->key, sizeof(la->key), "[%s]:%ld/%s", addr + 1, p,
+		inet_ntop(AF_INET6, &s6->sin6_addr, buf, sizeof(buf));
+		snprintf(la->key, sizeof(la->key), "[%s]:%ld/%s", buf, p,
 		    la->tls ? "tls" : "tcp");
 	} else {
 		struct sockaddr_in *s4 = (struct sockaddr_in *)&la->ss;
@@ -358,6 +365,10 @@ static int v_tls(cfg_t *cfg, cfg_opt_t *opt)
 		cfg_error(cfg, "tls: certificate and key are both required");
 		return -1;
 	}
+	if (cfg_size(tls, "protocols") == 0) { /* an empty list skips v_protocols */
+		cfg_error(cfg, "tls: protocols is empty");
+		return -1;
+	}
 	config_tls_params(tls, &tp);
 	if ((ctx = tls_ctx_new(&tp, err, sizeof(err))) == NULL) {
 		cfg_error(cfg, "tls: %s", err);
@@ -367,11 +378,53 @@ static int v_tls(cfg_t *cfg, cfg_opt_t *opt)
 	return 0;
 }
 
+/* Same address and port, with or without tls: key up to its "/". */
+static int same_socket(const struct listen_addr *a,
+    const struct listen_addr *b)
+{
+	size_t n = strcspn(a->key, "/");
+
+	return strncmp(a->key, b->key, n) == 0 && b->key[n] == '/';
+}
+
+/* One address cannot be plain for one server and tls for another. */
+static int listen_conflict(cfg_t *cfg, cfg_opt_t *opt, cfg_t *srv)
+{
+	struct listen_addr a, b;
+	char err[256];
+	int def;
+
+	for (unsigned i = 0; i < cfg_size(srv, "listen"); i++) {
+		parse_listen(cfg_getnstr(srv, "listen", i), &a, &def, err,
+		    sizeof(err));
+		for (unsigned s = 0; s < cfg_opt_size(opt); s++) {
+			cfg_t *other = cfg_opt_getnsec(opt, s);
+			for (unsigned k = 0; k < cfg_size(other, "listen"); k++) {
+				parse_listen(cfg_getnstr(other, "listen", k), &b,
+				    &def, err, sizeof(err));
+				if (same_socket(&a, &b) && a.tls != b.tls) {
+					cfg_error(cfg,
+					    "listen \"%s\": the same address "
+					    "is plain for server \"%s\"",
+					    a.tls ? cfg_getnstr(other, "listen", k)
+						  : cfg_getnstr(srv, "listen", i),
+					    a.tls ? cfg_title(other)
+						  : cfg_title(srv));
+					return -1;
+				}
+			}
+		}
+	}
+	return 0;
+}
+
 static int v_server(cfg_t *cfg, cfg_opt_t *opt)
 {
 	cfg_t *srv = cfg_opt_getnsec(opt, cfg_opt_size(opt) - 1);
 	const char *name = cfg_title(srv);
-	int tls_listen = 0;
+	struct listen_addr la;
+	char err[256];
+	int tls_listen = 0, def;
 
 	if (cfg_size(srv, "listen") == 0) {
 		cfg_error(cfg, "server \"%s\": no listen address", name);
@@ -382,8 +435,12 @@ static int v_server(cfg_t *cfg, cfg_opt_t *opt)
 		return -1;
 	}
 	for (unsigned i = 0; i < cfg_size(srv, "listen"); i++)
-		if (strstr(cfg_getnstr(srv, "listen", i), " tls") != NULL)
+		if (parse_listen(cfg_getnstr(srv, "listen", i), &la, &def, err,
+			sizeof(err)) == 0 &&
+		    la.tls)
 			tls_listen = 1;
+	if (listen_conflict(cfg, opt, srv) < 0)
+		return -1;
 	if (tls_listen && cfg_size(srv, "tls") == 0) {
 		cfg_error(cfg, "server \"%s\": a tls listen address needs a "
 			       "tls section",
@@ -521,6 +578,8 @@ static int listens_build(struct config *cfg, cfg_t *root)
 				if (la->spec == NULL || la->vhosts == NULL)
 					return -1;
 			}
+			if (la->nvhosts > 0 && la->vhosts[la->nvhosts - 1] == vh)
+				continue; /* named twice by one server */
 			la->vhosts[la->nvhosts++] = vh;
 			if (la->def == NULL || def)
 				la->def = vh;
@@ -601,6 +660,74 @@ static void config_free(struct config *cfg)
 	free(cfg);
 }
 
+/*
+ * libconfuse 3.3 counts a comment's line more than once, so every error
+ * after a comment named the wrong line. Blank the comments out first
+ * (keeping newlines and anything quoted) and parse the result.
+ */
+static void blank_comments(char *s)
+{
+	char quote = 0;
+
+	for (; *s; s++) {
+		if (quote) {
+			if (*s == '\\' && s[1] != '\0')
+				s++;
+			else if (*s == quote)
+				quote = 0;
+		} else if (*s == '"' || *s == '\'') {
+			quote = *s;
+		} else if (*s == '#' || (s[0] == '/' && s[1] == '/')) {
+			for (; *s && *s != '\n'; s++)
+				*s = ' ';
+			if (*s == '\0')
+				break;
+		} else if (s[0] == '/' && s[1] == '*') {
+			for (; *s && !(s[0] == '*' && s[1] == '/'); s++)
+				if (*s != '\n')
+					*s = ' ';
+			if (*s == '\0')
+				break;
+			s[0] = s[1] = ' ';
+			s++;
+		}
+	}
+}
+
+static int parse_file(cfg_t *root, const char *path)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *in = fopen(path, "r"), *mem = NULL;
+	int r = CFG_FILE_ERROR;
+
+	if (in == NULL)
+		return CFG_FILE_ERROR;
+	mem = open_memstream(&buf, &len);
+	if (mem == NULL)
+		goto fail;
+	for (int ch; (ch = getc(in)) != EOF;)
+		putc(ch == '\0' ? ' ' : ch, mem);
+	if (fclose(mem) != 0) {
+		mem = NULL;
+		goto fail;
+	}
+	mem = NULL;
+	blank_comments(buf);
+	if ((mem = fmemopen(buf, len, "r")) == NULL)
+		goto fail;
+	free(root->filename);
+	root->filename = strdup(path);
+	root->line = 1;
+	r = cfg_parse_fp(root, mem);
+fail:
+	if (mem != NULL)
+		fclose(mem);
+	fclose(in);
+	free(buf);
+	return r;
+}
+
 struct config *config_load(const char *path)
 {
 	static const char *const number_opts[] = { "max_connections",
@@ -631,7 +758,7 @@ struct config *config_load(const char *path)
 	cfg_set_validate_func(root, "server|location", v_location);
 	cfg_set_validate_func(root, "server|location|root", v_directory);
 
-	r = cfg_parse(root, path);
+	r = parse_file(root, path);
 	if (r == CFG_FILE_ERROR) {
 		cfg_error(root, "%s: %s", path, strerror(errno));
 		goto fail;

@@ -36,14 +36,17 @@ size_t date_format(time_t t, char *out, size_t outsz)
 
 int date_parse(const char *s, size_t len, time_t *out)
 {
-	static const char *const forms[] = {
-		"%a, %d %b %Y %H:%M:%S GMT", /* IMF-fixdate */
-		"%A, %d-%b-%y %H:%M:%S GMT", /* RFC 850 */
-		"%a %b %e %H:%M:%S %Y", /* asctime */
+	static const struct {
+		const char *fmt;
+		size_t len; /* exact length; 0: any */
+	} forms[] = {
+		{ "%a, %d %b %Y %H:%M:%S GMT", 29 }, /* IMF-fixdate */
+		{ "%A, %d-%b-%y %H:%M:%S GMT", 0 }, /* RFC 850 */
+		{ "%a %b %e %H:%M:%S %Y", 24 }, /* asctime */
 	};
 	char buf[64];
 
-	if (len == 0 || len >= sizeof(buf))
+	if (len == 0 || len >= sizeof(buf) || memchr(s, '\0', len) != NULL)
 		return -1;
 	memcpy(buf, s, len);
 	buf[len] = '\0';
@@ -51,9 +54,11 @@ int date_parse(const char *s, size_t len, time_t *out)
 		struct tm tm;
 		const char *end;
 
+		if (forms[i].len != 0 && forms[i].len != len)
+			continue;
 		memset(&tm, 0, sizeof(tm));
-		end = strptime(buf, forms[i], &tm);
-		if (end != NULL && *end == '\0') {
+		end = strptime(buf, forms[i].fmt, &tm);
+		if (end != NULL && *end == '\0' && tm.tm_year >= 70) {
 			*out = timegm(&tm);
 			return 0;
 		}

@@ -428,9 +428,10 @@ class Server:
     def connect_plain(self):
         return Conn(socket.create_connection(("127.0.0.1", self.plain_port), IO_TIMEOUT))
 
-    def get(self, path, host="a.test", servername=None, headers=(), method="GET"):
-        """One request on a fresh TLS connection; returns a Response."""
-        with self.connect(servername or host) as c:
+    def get(self, path, host="a.test", servername="", headers=(), method="GET"):
+        """One request on a fresh TLS connection; returns a Response.
+        servername "" sends host as SNI, None sends no SNI."""
+        with self.connect(host if servername == "" else servername) as c:
             c.send(request(path, method=method, host=host, headers=headers))
             return c.read_response(head=(method == "HEAD"))
 

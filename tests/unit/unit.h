@@ -7,15 +7,16 @@
  *	not ok NAME: why (got ..., want ...)
  *	skip NAME: why
  *
- * NAME is one word: bytes outside '!'..'~' are written as \xHH, so a test
- * named after a hostile input stays on one line and keeps its meaning. A
- * name used twice is itself a failure. unit_done() returns main's status:
- * 1 when anything failed.
+ * NAME is one word: a space is written as '_' and other bytes outside
+ * '!'..'~' as \xHH, so a test named after a hostile input stays on one
+ * line and keeps its meaning. A name used twice is itself a failure.
+ * unit_done() returns main's status: 1 when anything failed.
  *
  *	CHECK(name, cond)
  *	CHECK_INT(name, got, want)
  *	CHECK_STR(name, got, want)	(NULL is allowed on either side)
  *	SKIP(name, why)
+ *	FAIL(name, why)			(for checks that build their own why)
  *
  * tname(fmt, ...) formats a name (or any short string) into one of a few
  * rotating static buffers.
@@ -39,10 +40,10 @@ static struct {
 	size_t nnames, cap;
 } unit;
 
-/* Append s to out (size outsz) with bytes outside '!'..'~' as \xHH;
- * spaces too when keep_space is 0. Always NUL-terminates. */
-static inline void unit_escape(char *out, size_t outsz, const char *s,
-    size_t len, int keep_space)
+/* Append s to out (size outsz) with bytes outside ' '..'~' as \xHH, and
+ * a space as '_' unless keep_space. Always NUL-terminates. */
+static inline void unit_escape(
+    char *out, size_t outsz, const char *s, size_t len, int keep_space)
 {
 	size_t o = strlen(out);
 
@@ -50,6 +51,8 @@ static inline void unit_escape(char *out, size_t outsz, const char *s,
 		unsigned char c = (unsigned char)s[i];
 		if ((c > ' ' && c < 0x7f) || (c == ' ' && keep_space))
 			out[o++] = (char)c;
+		else if (c == ' ')
+			out[o++] = '_';
 		else
 			o += (size_t)snprintf(out + o, outsz - o, "\\x%02x", c);
 	}
@@ -75,8 +78,8 @@ static inline const char *tname(const char *fmt, ...)
 static inline int unit_name(char *out, size_t outsz, const char *name)
 {
 	out[0] = '\0';
-	unit_escape(out, outsz, name ? name : "(null)",
-	    name ? strlen(name) : 6, 0);
+	unit_escape(
+	    out, outsz, name ? name : "(null)", name ? strlen(name) : 6, 0);
 	if (out[0] == '\0')
 		snprintf(out, outsz, "(empty)");
 	for (size_t i = 0; i < unit.nnames; i++)
@@ -95,8 +98,8 @@ static inline int unit_name(char *out, size_t outsz, const char *name)
 	return 0;
 }
 
-static inline void unit_report(const char *word, const char *name,
-    const char *why)
+static inline void unit_report(
+    const char *word, const char *name, const char *why)
 {
 	char n[UNIT_NAME_MAX * 4 + 16], w[2048] = "";
 
@@ -130,14 +133,14 @@ static inline int unit_check(const char *name, int ok, const char *expr)
 	return ok;
 }
 
-static inline int unit_check_int(const char *name, long long got,
-    long long want)
+static inline int unit_check_int(
+    const char *name, long long got, long long want)
 {
 	char why[128];
 
 	snprintf(why, sizeof(why), "got %lld, want %lld", got, want);
-	unit_report(got == want ? "ok" : "not ok", name,
-	    got == want ? NULL : why);
+	unit_report(
+	    got == want ? "ok" : "not ok", name, got == want ? NULL : why);
 	return got == want;
 }
 
@@ -153,12 +156,12 @@ static inline void unit_quote(char *out, size_t outsz, const char *s)
 	strcat(out, "\"");
 }
 
-static inline int unit_check_str(const char *name, const char *got,
-    const char *want)
+static inline int unit_check_str(
+    const char *name, const char *got, const char *want)
 {
 	char g[700], w[700], why[1500];
 	int ok = (got == NULL || want == NULL) ? got == want
-					       : strcmp(got, want) == 0;
+	                                       : strcmp(got, want) == 0;
 
 	unit_quote(g, sizeof(g), got);
 	unit_quote(w, sizeof(w), want);
@@ -168,11 +171,11 @@ static inline int unit_check_str(const char *name, const char *got,
 }
 
 #define CHECK(name, cond) unit_check((name), !!(cond), #cond)
-#define CHECK_INT(name, got, want)                                           \
+#define CHECK_INT(name, got, want)                                             \
 	unit_check_int((name), (long long)(got), (long long)(want))
 #define CHECK_STR(name, got, want) unit_check_str((name), (got), (want))
-#define SKIP(name, why) unit_report("skip", (name), (why))
-#define FAIL(name, why) unit_report("not ok", (name), (why))
+#define SKIP(name, why)            unit_report("skip", (name), (why))
+#define FAIL(name, why)            unit_report("not ok", (name), (why))
 
 /* main's return value; a summary goes to stderr, out of the runner's way. */
 static inline int unit_done(void)
