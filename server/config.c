@@ -257,7 +257,7 @@ static int v_protocols(cfg_t *cfg, cfg_opt_t *opt)
 static int parse_listen(const char *spec, struct listen_addr *la,
     int *is_default, char *err, size_t errlen)
 {
-	char buf[128], *save, *addr, *word, *port, *end;
+	char buf[128], host[INET6_ADDRSTRLEN], *save, *addr, *word, *port, *end;
 	long p;
 
 	memset(la, 0, sizeof(*la));
@@ -300,8 +300,8 @@ static int parse_listen(const char *spec, struct listen_addr *la,
 		if (inet_pton(AF_INET6, addr + 1, &s6->sin6_addr) != 1)
 			goto bad;
 		la->sslen = sizeof(*s6);
-		inet_ntop(AF_INET6, &s6->sin6_addr, buf, sizeof(buf));
-		snprintf(la->key, sizeof(la->key), "[%s]:%ld/%s", buf, p,
+		inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof(host));
+		snprintf(la->key, sizeof(la->key), "[%s]:%ld/%s", host, p,
 		    la->tls ? "tls" : "tcp");
 	} else {
 		struct sockaddr_in *s4 = (struct sockaddr_in *)&la->ss;
@@ -312,8 +312,8 @@ static int parse_listen(const char *spec, struct listen_addr *la,
 		else if (inet_pton(AF_INET, addr, &s4->sin_addr) != 1)
 			goto bad;
 		la->sslen = sizeof(*s4);
-		inet_ntop(AF_INET, &s4->sin_addr, buf, sizeof(buf));
-		snprintf(la->key, sizeof(la->key), "%s:%ld/%s", buf, p,
+		inet_ntop(AF_INET, &s4->sin_addr, host, sizeof(host));
+		snprintf(la->key, sizeof(la->key), "%s:%ld/%s", host, p,
 		    la->tls ? "tls" : "tcp");
 	}
 	return 0;
@@ -578,11 +578,11 @@ static int listens_build(struct config *cfg, cfg_t *root)
 				if (la->spec == NULL || la->vhosts == NULL)
 					return -1;
 			}
+			if (def || la->def == NULL)
+				la->def = vh;
 			if (la->nvhosts > 0 && la->vhosts[la->nvhosts - 1] == vh)
 				continue; /* named twice by one server */
 			la->vhosts[la->nvhosts++] = vh;
-			if (la->def == NULL || def)
-				la->def = vh;
 		}
 	}
 	return 0;

@@ -9,6 +9,12 @@
    function test_* in file order. AssertionError or any exception is a
    failure; kt.Skip("reason") is a skip.
 
+3. With --asan BIN, runs the integration tests again against BIN (built
+   with AddressSanitizer and UBSan, see `make check`), names prefixed
+   "asan/"; every sanitizer report the server wrote is one failure.
+4. With --suite CMD (repeatable), runs CMD and folds its `PASS name`,
+   `FAIL name: why`, `SKIP name: why` lines into the count.
+
 Prints one line per test, then `N passed, N failed, N skipped`; exits 1
 if anything failed.
 """
@@ -18,7 +24,10 @@ import importlib.util
 import inspect
 import os
 import re
+import shlex
+import shutil
 import subprocess
+import tempfile
 import sys
 import time
 import traceback
@@ -112,7 +121,7 @@ def failure_detail(exc):
     return f"{msg} [{Path(frame.filename).name}:{frame.lineno}]", tail
 
 
-def run_integration(tally, selected, verbose):
+def run_integration(tally, selected, verbose, prefix=""):
     sys.path.insert(0, str(INTEGRATION))
     import kt
     try:
@@ -123,7 +132,7 @@ def run_integration(tally, selected, verbose):
                 tally.record("FAIL", path.stem, f"import failed: {e!r}")
                 continue
             for func in test_functions(module):
-                name = f"{path.stem}.{func.__name__}"
+                name = f"{prefix}{path.stem}.{func.__name__}"
                 if not selected(name):
                     continue
                 run_one(kt, func, name, tally, verbose)
@@ -156,11 +165,68 @@ def run_one(kt, func, name, tally, verbose):
         kt.started.clear()
 
 
+def run_asan(binary, tally, selected, verbose):
+    """The integration suite once more, against a sanitizer build."""
+    sys.path.insert(0, str(INTEGRATION))
+    import kt
+    if not os.access(binary, os.X_OK):
+        tally.record("FAIL", "asan", f"sanitizer build {binary} missing")
+        return
+    reports = Path(tempfile.mkdtemp(prefix="kttpd-asan-"))
+    saved = kt.BIN, os.environ.get("ASAN_OPTIONS"), os.environ.get("UBSAN_OPTIONS")
+    kt.BIN = str(Path(binary).resolve())
+    os.environ["ASAN_OPTIONS"] = f"log_path={reports}/asan:detect_leaks=1"
+    os.environ["UBSAN_OPTIONS"] = f"log_path={reports}/ubsan:print_stacktrace=1"
+    try:
+        run_integration(tally, selected, verbose, prefix="asan/")
+    finally:
+        kt.BIN = saved[0]
+        for key, value in zip(("ASAN_OPTIONS", "UBSAN_OPTIONS"), saved[1:]):
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    found = sorted(reports.iterdir())
+    for report in found:
+        text = report.read_text(errors="replace")
+        lines = [l for l in text.splitlines() if "ERROR" in l or "runtime error" in l or "SUMMARY" in l]
+        tally.record("FAIL", f"asan/report:{report.name}", " | ".join(lines[:3]) or text[:300])
+        print("    " + text[:3000].replace("\n", "\n    "))
+    if selected("asan/reports"):
+        tally.record("PASS" if not found else "FAIL", "asan/reports",
+                     f"{len(found)} sanitizer report(s)")
+    shutil.rmtree(reports, ignore_errors=True)
+
+
+SUITE_LINE = re.compile(r"^(PASS|FAIL|SKIP) (\S+)(?::\s*(.*))?$")
+
+
+def run_suite(cmd, tally, selected):
+    """An external suite (the kTLS VM): fold its PASS/FAIL/SKIP lines."""
+    seen = 0
+    p = subprocess.Popen(shlex.split(cmd), cwd=REPO, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True, errors="replace")
+    for line in p.stdout:
+        m = SUITE_LINE.match(line.rstrip("\n"))
+        if not m:
+            print("    " + line.rstrip("\n"), flush=True)
+            continue
+        seen += 1
+        if selected(m.group(2)):
+            tally.record(m.group(1), m.group(2), m.group(3) or "")
+    rc = p.wait()
+    if rc != 0 and seen == 0:
+        tally.record("FAIL", cmd, f"exited {rc} without reporting a test")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("-k", default="", help="run only tests whose name contains this")
     ap.add_argument("--bin", default=str(REPO / "build" / "kttpd"), help="server binary")
     ap.add_argument("-v", action="store_true", help="print each test's duration")
+    ap.add_argument("--asan", metavar="BIN", help="also run the integration tests against this sanitizer build")
+    ap.add_argument("--suite", metavar="CMD", action="append", default=[],
+                    help="an external suite printing PASS/FAIL/SKIP lines")
     args = ap.parse_args()
     os.environ["KTTPD_BIN"] = str(Path(args.bin).resolve())
 
@@ -171,6 +237,10 @@ def main():
     for binary in unit_binaries():
         run_unit(binary, tally, selected)
     run_integration(tally, selected, args.v)
+    if args.asan:
+        run_asan(args.asan, tally, selected, args.v)
+    for cmd in args.suite:
+        run_suite(cmd, tally, selected)
     print(f"{tally.passed} passed, {tally.failed} failed, {tally.skipped} skipped")
     return 1 if tally.failed else 0
 

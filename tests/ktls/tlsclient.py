@@ -29,7 +29,7 @@ for name, res, args in [
     ("SSL_CIPHER_get_name", ctypes.c_char_p, [P]), ("SSL_get1_session", P, [P]),
     ("SSL_set_session", I, [P, P]), ("SSL_session_reused", I, [P]),
     ("SSL_SESSION_free", None, [P]), ("SSL_get_wbio", P, [P]), ("SSL_get_rbio", P, [P]),
-    ("SSL_pending", I, [P]),
+    ("SSL_pending", I, [P]), ("SSL_set_shutdown", None, [P, I]),
 ]:
     f = getattr(ssl, name)
     f.restype, f.argtypes = res, args
@@ -167,6 +167,8 @@ class Client:
 
     def close(self):
         if self.ssl:
+            # as if shut down: OpenSSL would otherwise drop the session as bad
+            ssl.SSL_set_shutdown(self.ssl, 3)  # SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN
             ssl.SSL_free(self.ssl)
             ssl.SSL_CTX_free(self.ctx)
             self.ssl = self.ctx = None
