@@ -55,12 +55,17 @@ run: deps-build
 	@$(MAKE) --no-print-directory all
 	@conf/run-sample.sh $(BUILD)/kttpd
 
+# Every suite: unit, integration, the integration suite again against an
+# ASan+UBSan build (any sanitizer report fails), and the external suites.
+SAN_FLAGS = -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer
+SUITES   ?=
 check: deps-check
-	@$(MAKE) --no-print-directory all unit
-	@$(PYTHON) tests/run.py --bin $(BUILD)/kttpd
+	@$(MAKE) --no-print-directory -j2 all unit
+	@$(MAKE) --no-print-directory -j2 BUILD=$(BUILD)-asan CFLAGS="$(SAN_FLAGS)" all
+	@$(PYTHON) tests/run.py --bin $(BUILD)/kttpd --asan $(BUILD)-asan/kttpd $(SUITES)
 
 format:
 	clang-format -i server/*.c server/*.h sys/*.c sys/*.h tests/unit/*.c tests/unit/*.h
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) $(BUILD)-asan

@@ -801,3 +801,379 @@ def s_client_script(port, *args, servername="a.test", script=(), timeout=10):
         if p.poll() is None:
             p.kill()
             p.wait(timeout=5)
+
+
+# ---------------------------------------------------------------- HTTP/2 clients
+
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+# RFC 9113 error codes
+H2_NO_ERROR, H2_PROTOCOL_ERROR, H2_INTERNAL_ERROR, H2_FLOW_CONTROL_ERROR = 0x0, 0x1, 0x2, 0x3
+H2_REFUSED_STREAM, H2_CANCEL, H2_COMPRESSION_ERROR, H2_ENHANCE_YOUR_CALM = 0x7, 0x8, 0x9, 0xb
+# SETTINGS identifiers
+H2_SETTINGS_MAX_CONCURRENT_STREAMS, H2_SETTINGS_INITIAL_WINDOW_SIZE = 0x3, 0x4
+H2_SETTINGS_MAX_HEADER_LIST_SIZE = 0x6
+
+
+def _need_h2():
+    try:
+        import h2.connection  # noqa: F401  (Debian python3-h2)
+        import hpack  # noqa: F401
+        import hyperframe.frame  # noqa: F401
+    except ImportError as e:
+        raise Skip(f"python h2/hpack/hyperframe not installed ({e}); use /usr/bin/python3")
+
+
+def h2_socket(port, servername="a.test", timeout=IO_TIMEOUT, rcvbuf=None):
+    """A TLS socket that offered only h2 and got it (AssertionError if not)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout)
+    if rcvbuf:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    try:
+        sock = client_context(alpn=["h2"]).wrap_socket(sock, server_hostname=servername)
+    except BaseException:
+        sock.close()
+        raise
+    if sock.selected_alpn_protocol() != "h2":
+        proto = sock.selected_alpn_protocol()
+        sock.close()
+        raise AssertionError(f"ALPN selected {proto!r}, not h2")
+    return sock
+
+
+def _recv_some(sock, timeout):
+    """One recv with a timeout: bytes, b"" at EOF/reset/TLS error, None if nothing came."""
+    sock.settimeout(max(timeout, 0.001))
+    try:
+        return sock.recv(65536)
+    except (socket.timeout, ssl.SSLWantReadError):
+        return None
+    except (ConnectionResetError, BrokenPipeError, ssl.SSLZeroReturnError, ssl.SSLEOFError, ssl.SSLError):
+        return b""
+    finally:
+        sock.settimeout(IO_TIMEOUT)
+
+
+class H2Response:
+    """One HTTP/2 stream as a client saw it."""
+
+    def __init__(self, sid):
+        self.sid = sid
+        self.status = None
+        self.headers = {}
+        self.body = b""
+        self.data_frames = 0
+        self.ended = False
+        self.reset = None          # RST_STREAM error code
+
+    @property
+    def done(self):
+        return self.ended or self.reset is not None
+
+    def get(self, name, default=None):
+        return self.headers.get(name.lower(), default)
+
+    def __repr__(self):
+        return (f"<h2 stream {self.sid} status={self.status} body={len(self.body)}B "
+                f"ended={self.ended} reset={self.reset}>")
+
+
+class H2Client:
+    """A well-behaved HTTP/2 client (python h2, which also checks the server's
+    framing) over TLS. settings: our initial SETTINGS ({id: value}); with
+    auto_window (default) every DATA byte is given back by WINDOW_UPDATE."""
+
+    def __init__(self, port, servername="a.test", settings=None, auto_window=True,
+                 timeout=IO_TIMEOUT):
+        _need_h2()
+        import h2.config
+        import h2.connection
+        import h2.settings
+        self.sock = h2_socket(port, servername, timeout)
+        self.h2 = h2.connection.H2Connection(
+            h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
+        if settings:
+            values = {int(k): v for k, v in self.h2.local_settings.items()}
+            values.update(settings)
+            self.h2.local_settings = h2.settings.Settings(client=True, initial_values=values)
+        self.h2.initiate_connection()
+        self.auto_window = auto_window
+        self.streams = {}
+        self.server_settings = {}
+        self.goaway = None          # (error code, last stream id) of a GOAWAY
+        self.goaway_at = None       # time.monotonic() it arrived
+        self.closed = False
+        self.flush()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def flush(self):
+        data = self.h2.data_to_send()
+        if data and not self.closed:
+            try:
+                self.sock.sendall(data)
+            except (OSError, ssl.SSLError) as e:
+                self.closed = True
+                raise Closed(f"peer closed while we were sending: {e!r}")
+
+    def request(self, path, method="GET", authority="a.test", headers=(), end_stream=True):
+        """Send a request; returns its stream id."""
+        sid = self.h2.get_next_available_stream_id()
+        hdrs = [(":method", method), (":scheme", "https"), (":authority", authority),
+                (":path", path)] + list(headers)
+        self.h2.send_headers(sid, hdrs, end_stream=end_stream)
+        self.streams[sid] = H2Response(sid)
+        self.flush()
+        return sid
+
+    def open_window(self, sid, n):
+        """WINDOW_UPDATE of n bytes for stream sid (and the connection)."""
+        self.h2.increment_flow_control_window(n, stream_id=sid)
+        self.h2.increment_flow_control_window(n)
+        self.flush()
+
+    def _event(self, ev):
+        import h2.events as E
+        s = self.streams.get(getattr(ev, "stream_id", None))
+        if isinstance(ev, E.ResponseReceived) and s:
+            s.headers = {k.lower(): v for k, v in ev.headers}
+            s.status = int(s.headers.get(":status", 0))
+        elif isinstance(ev, E.DataReceived):
+            if s:
+                s.body += ev.data
+                s.data_frames += 1
+            if self.auto_window and ev.flow_controlled_length:
+                self.h2.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+        elif isinstance(ev, E.StreamEnded) and s:
+            s.ended = True
+        elif isinstance(ev, E.StreamReset) and s:
+            s.reset = ev.error_code
+        elif isinstance(ev, E.ConnectionTerminated):
+            self.goaway = (int(ev.error_code), ev.last_stream_id)
+            self.goaway_at = time.monotonic()
+        elif isinstance(ev, E.RemoteSettingsChanged):
+            for k, v in ev.changed_settings.items():
+                self.server_settings[int(k)] = v.new_value
+
+    def pump(self, timeout=0.2):
+        """Read once (waiting up to timeout) and handle what came; False once closed."""
+        if self.closed:
+            return False
+        data = _recv_some(self.sock, timeout)
+        if data is None:
+            return True
+        if not data:
+            self.closed = True
+            return False
+        for ev in self.h2.receive_data(data):
+            self._event(ev)
+        try:
+            self.flush()
+        except Closed:
+            pass
+        return not self.closed
+
+    def wait(self, cond, timeout=IO_TIMEOUT):
+        """Pump until cond() is true, the peer closes, or timeout; returns cond()."""
+        deadline = time.monotonic() + timeout
+        while not cond():
+            left = deadline - time.monotonic()
+            if left <= 0 or not self.pump(min(left, 0.5)):
+                break
+        return cond()
+
+    def wait_closed(self, timeout):
+        deadline = time.monotonic() + timeout
+        while not self.closed and time.monotonic() < deadline:
+            self.pump(min(0.5, max(deadline - time.monotonic(), 0.01)))
+        return self.closed
+
+    def finish(self, sids, timeout=IO_TIMEOUT):
+        """Wait until all streams in sids are done; returns their responses."""
+        self.wait(lambda: all(self.streams[s].done for s in sids), timeout)
+        return [self.streams[s] for s in sids]
+
+    def get(self, path, method="GET", authority="a.test", headers=(), timeout=IO_TIMEOUT):
+        sid = self.request(path, method, authority, headers)
+        r = self.finish([sid], timeout)[0]
+        if not r.done:
+            raise AssertionError(f"h2 {method} {path}: no complete response in {timeout}s "
+                                 f"({r}, closed={self.closed}, goaway={self.goaway})")
+        return r
+
+
+def h2_get(srv, path, **kw):
+    """One request on a fresh HTTP/2 connection; returns an H2Response."""
+    with H2Client(srv.port) as c:
+        return c.get(path, **kw)
+
+
+def assert_serves_h2(srv, path=size_path(16385)):
+    """A fresh HTTP/2 connection gets path byte-exact."""
+    r = h2_get(srv, path)
+    assert r.status == 200, f"fresh h2 connection: GET {path} -> {r}"
+    assert r.body == srv.site.files[path], f"fresh h2 connection: GET {path}: body differs"
+
+
+class H2Raw:
+    """HTTP/2 by hand (hyperframe + hpack) for frames no polite client sends.
+
+    Sends the preface and a SETTINGS frame (settings={id: value}); received
+    frames are parsed into self.frames (HEADERS get .decoded, a header list),
+    and the server's SETTINGS are ACKed when ack_settings."""
+
+    def __init__(self, port, servername="a.test", settings=None, ack_settings=True,
+                 rcvbuf=None, timeout=IO_TIMEOUT):
+        _need_h2()
+        import hpack
+        self.sock = h2_socket(port, servername, timeout, rcvbuf)
+        self.enc, self.dec = hpack.Encoder(), hpack.Decoder()
+        self.ack_settings = ack_settings
+        self.buf = b""
+        self.frames = []
+        self.closed = False
+        self.send(H2_PREFACE + self.settings(settings or {}))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    # frames to send (bytes)
+    @staticmethod
+    def settings(values, ack=False):
+        from hyperframe.frame import SettingsFrame
+        return SettingsFrame(0, settings=dict(values), flags=["ACK"] if ack else []).serialize()
+
+    def headers(self, sid, path, method="GET", authority="a.test", extra=(), end_stream=True):
+        from hyperframe.frame import HeadersFrame
+        block = self.enc.encode([(":method", method), (":scheme", "https"),
+                                 (":authority", authority), (":path", path)] + list(extra))
+        flags = ["END_HEADERS"] + (["END_STREAM"] if end_stream else [])
+        return HeadersFrame(sid, block, flags=flags).serialize()
+
+    @staticmethod
+    def rst(sid, code=H2_CANCEL):
+        from hyperframe.frame import RstStreamFrame
+        return RstStreamFrame(sid, error_code=code).serialize()
+
+    @staticmethod
+    def data(sid, payload=b"", end_stream=False):
+        from hyperframe.frame import DataFrame
+        return DataFrame(sid, payload, flags=["END_STREAM"] if end_stream else []).serialize()
+
+    @staticmethod
+    def ping(opaque=b"\0" * 8):
+        from hyperframe.frame import PingFrame
+        return PingFrame(0, opaque_data=opaque).serialize()
+
+    @staticmethod
+    def window_update(sid, n):
+        from hyperframe.frame import WindowUpdateFrame
+        return WindowUpdateFrame(sid, window_increment=n).serialize()
+
+    def send(self, data):
+        try:
+            self.sock.sendall(data)
+        except (OSError, ssl.SSLError) as e:
+            self.closed = True
+            raise Closed(f"peer closed while we were sending: {e!r}")
+
+    # frames received
+    def read(self, timeout=0.2):
+        """One recv; parse whole frames into self.frames. Returns the new ones
+        (an empty list when nothing came); sets self.closed at EOF."""
+        from hyperframe.frame import Frame, HeadersFrame, SettingsFrame
+        if self.closed:
+            return []
+        data = _recv_some(self.sock, timeout)
+        if data == b"":
+            self.closed = True
+        if not data:
+            return []
+        self.buf += data
+        new = []
+        while len(self.buf) >= 9:
+            frame, length = Frame.parse_frame_header(memoryview(self.buf[:9]))
+            if len(self.buf) < 9 + length:
+                break
+            frame.parse_body(memoryview(self.buf[9:9 + length]))
+            self.buf = self.buf[9 + length:]
+            if isinstance(frame, HeadersFrame):
+                frame.decoded = [(k.decode() if isinstance(k, bytes) else k,
+                                  v.decode() if isinstance(v, bytes) else v)
+                                 for k, v in self.dec.decode(frame.data)]
+            elif (isinstance(frame, SettingsFrame) and "ACK" not in frame.flags
+                  and self.ack_settings and not self.closed):
+                try:
+                    self.send(self.settings({}, ack=True))
+                except Closed:
+                    pass
+            new.append(frame)
+        self.frames += new
+        return new
+
+    def collect(self, cond=None, timeout=IO_TIMEOUT):
+        """Read until cond(self) is true, the peer closes, or timeout."""
+        deadline = time.monotonic() + timeout
+        while not (cond and cond(self)) and not self.closed:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            self.read(min(left, 0.5))
+        return bool(cond and cond(self))
+
+    def wait_closed(self, timeout):
+        self.collect(None, timeout)
+        return self.closed
+
+    def of_type(self, name, sid=None):
+        return [f for f in self.frames if type(f).__name__ == name
+                and (sid is None or f.stream_id == sid)]
+
+    def goaway(self):
+        g = self.of_type("GoAwayFrame")
+        return g[0] if g else None
+
+    def server_settings(self):
+        out = {}
+        for f in self.of_type("SettingsFrame"):
+            if "ACK" not in f.flags:
+                out.update(f.settings)
+        return out
+
+    def status(self, sid):
+        for f in self.of_type("HeadersFrame", sid):
+            return int(dict(f.decoded).get(":status", 0))
+        return None
+
+    def body(self, sid):
+        return b"".join(f.data for f in self.of_type("DataFrame", sid))
+
+
+def proc_rss_kib(pid):
+    """VmRSS of a process in KiB (0 if it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0

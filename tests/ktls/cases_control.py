@@ -70,7 +70,8 @@ def close_notify_mid_body(site, srv, version):
     assert head.startswith(b"HTTP/1.1 200"), f"response head {head[:40]!r}"
     assert body == site.data[MIB][:len(body)], "the body received is not a prefix of the file"
     assert how == "closed", f"after close_notify mid-body, {len(body)} body bytes, then {how}"
-    return {"exact": f"prefix {len(body)} B"}
+    return {"mode": expect_logged(srv, ua, 1, version, CIPHER[version], MODE[version]),
+            "exact": f"prefix {len(body)} B"}
 
 
 # ---------------------------------------------------------------- renegotiation
@@ -132,7 +133,8 @@ def key_update_requested(path):
         assert any(KEY_UPDATE_LOGGED.search(line) for line in logs), (
             "the connection ended cleanly, but no log line gives KeyUpdate as the reason; "
             f"new log lines: {logs[-3:]}")
-        return {"exact": "closed clean" if not got else "yes"}
+        return {"mode": expect_logged(srv, ua, 1, version, CIPHER[version], MODE[version]),
+                "exact": "closed clean" if not got else "yes"}
     return body
 
 
