@@ -69,3 +69,10 @@ format:
 
 clean:
 	rm -rf $(BUILD) $(BUILD)-asan
+
+# ---- check-ktls: tests/ktls/ (the kTLS suite in a VM; see tests/ktls/README.md) ----
+.PHONY: check-ktls
+check-ktls: deps-check
+	@$(MAKE) --no-print-directory all
+	@tests/ktls/run-suite
+# ---- end check-ktls ----

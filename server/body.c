@@ -41,8 +41,8 @@ int body_fill(struct conn *c, size_t room)
 		if (n <= 0) {
 			if (n < 0 && errno == EINTR)
 				continue;
-			log_error("%s: read of body failed at %llu: %s", c->peer,
-			    (unsigned long long)r->off,
+			log_error("%s: read of body failed at %llu: %s",
+			    c->peer, (unsigned long long)r->off,
 			    n == 0 ? "file shrank" : strerror(errno));
 			return -1;
 		}
@@ -114,15 +114,17 @@ static ssize_t file_out(struct conn *c, size_t len)
 		r->off += (uint64_t)n;
 		return n;
 	}
-	if (n < 0 && (errno == EAGAIN || errno == EINTR ||
-			 SSL_get_error(c->ssl, (int)n) == SSL_ERROR_WANT_WRITE)) {
+	if (n < 0 &&
+	    (errno == EAGAIN || errno == EINTR ||
+	        SSL_get_error(c->ssl, (int)n) == SSL_ERROR_WANT_WRITE)) {
 		ERR_clear_error();
 		c->want_write = 1;
 		return OUT_AGAIN;
 	}
 	ERR_clear_error();
 	log_error("%s: sendfile at %llu: %s", c->peer,
-	    (unsigned long long)r->off, n == 0 ? "file shrank" : strerror(errno));
+	    (unsigned long long)r->off,
+	    n == 0 ? "file shrank" : strerror(errno));
 	return OUT_ERROR;
 }
 
@@ -153,7 +155,8 @@ enum body_result body_send(struct conn *c)
 			continue;
 		}
 		if (n == OUT_AGAIN)
-			return c->want_write ? BODY_AGAIN_WRITE : BODY_AGAIN_READ;
+			return c->want_write ? BODY_AGAIN_WRITE
+			                     : BODY_AGAIN_READ;
 		if (n < 0)
 			return BODY_ERROR;
 		if (c->wpos < c->wlen)

@@ -52,11 +52,11 @@ int cond_not_modified(struct request *r)
 	time_t since;
 
 	if (r->if_none_match.p != NULL)
-		return cond_etag_match(r->if_none_match.p, r->if_none_match.n,
-		    r->etag, 1);
+		return cond_etag_match(
+		    r->if_none_match.p, r->if_none_match.n, r->etag, 1);
 	if (r->if_modified_since.p != NULL &&
-	    date_parse(r->if_modified_since.p, r->if_modified_since.n,
-		&since) == 0)
+	    date_parse(
+	        r->if_modified_since.p, r->if_modified_since.n, &since) == 0)
 		return r->mtime <= since;
 	return 0;
 }

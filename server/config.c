@@ -21,12 +21,12 @@
 #include <strings.h>
 #include <unistd.h>
 
-#define DEFAULT_CIPHERS                                                      \
-	"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"         \
-	"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"         \
+#define DEFAULT_CIPHERS                                                        \
+	"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"           \
+	"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"           \
 	"ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
-#define DEFAULT_SUITES                                                       \
-	"TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:"                     \
+#define DEFAULT_SUITES                                                         \
+	"TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:"                       \
 	"TLS_CHACHA20_POLY1305_SHA256"
 
 static cfg_opt_t tls_opts[] = {
@@ -100,7 +100,10 @@ static const struct {
 	long min, max;
 	size_t off;
 } numbers[] = {
-#define N(name, min, max) { #name, min, max, offsetof(struct config, name) }
+#define N(name, min, max)                                                      \
+	{                                                                      \
+#name, min, max, offsetof(struct config, name)                 \
+	}
 	N(max_connections, 1, 10000000),
 	N(max_request_head, 256, 1 << 20),
 	N(max_uri, 16, 1 << 20),
@@ -132,8 +135,8 @@ static void errfunc(cfg_t *cfg, const char *fmt, va_list ap)
 
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	if (cfg != NULL && cfg->filename != NULL)
-		snprintf(where, sizeof(where), "%s:%d: ", cfg->filename,
-		    cfg->line);
+		snprintf(
+		    where, sizeof(where), "%s:%d: ", cfg->filename, cfg->line);
 	if (serving)
 		log_error("config: %s%s", where, msg);
 	else
@@ -162,8 +165,8 @@ static int v_number(cfg_t *cfg, cfg_opt_t *opt)
 		if (strcmp(numbers[i].name, opt->name) != 0)
 			continue;
 		if (v < numbers[i].min || v > numbers[i].max) {
-			cfg_error(cfg, "%s = %ld: must be %ld to %ld", opt->name,
-			    v, numbers[i].min, numbers[i].max);
+			cfg_error(cfg, "%s = %ld: must be %ld to %ld",
+			    opt->name, v, numbers[i].min, numbers[i].max);
 			return -1;
 		}
 	}
@@ -177,13 +180,12 @@ static int one_of(cfg_t *cfg, cfg_opt_t *opt, const char *const *words)
 	for (int i = 0; words[i]; i++)
 		if (strcmp(v, words[i]) == 0)
 			return i;
-	cfg_error(cfg, "%s = \"%s\": not one of the known values", opt->name,
-	    v);
+	cfg_error(
+	    cfg, "%s = \"%s\": not one of the known values", opt->name, v);
 	return -1;
 }
 
-static const char *const levels[] = { "error", "warn", "info", "debug",
-	NULL };
+static const char *const levels[] = { "error", "warn", "info", "debug", NULL };
 static const char *const formats[] = { "combined", "json", NULL };
 
 static int v_level(cfg_t *cfg, cfg_opt_t *opt)
@@ -201,8 +203,8 @@ static int v_readable(cfg_t *cfg, cfg_opt_t *opt)
 	const char *path = cfg_opt_getnstr(opt, 0);
 
 	if (access(path, R_OK) != 0) {
-		cfg_error(cfg, "%s \"%s\": %s", opt->name, path,
-		    strerror(errno));
+		cfg_error(
+		    cfg, "%s \"%s\": %s", opt->name, path, strerror(errno));
 		return -1;
 	}
 	return 0;
@@ -333,7 +335,7 @@ static int v_listen(cfg_t *cfg, cfg_opt_t *opt)
 
 	for (unsigned i = 0; i < cfg_opt_size(opt); i++) {
 		if (parse_listen(cfg_opt_getnstr(opt, i), &la, &def, err,
-			sizeof(err)) < 0) {
+		        sizeof(err)) < 0) {
 			cfg_error(cfg, "%s", err);
 			return -1;
 		}
@@ -365,7 +367,8 @@ static int v_tls(cfg_t *cfg, cfg_opt_t *opt)
 		cfg_error(cfg, "tls: certificate and key are both required");
 		return -1;
 	}
-	if (cfg_size(tls, "protocols") == 0) { /* an empty list skips v_protocols */
+	if (cfg_size(tls, "protocols") == 0) { /* an empty list skips
+		                                  v_protocols */
 		cfg_error(cfg, "tls: protocols is empty");
 		return -1;
 	}
@@ -379,8 +382,7 @@ static int v_tls(cfg_t *cfg, cfg_opt_t *opt)
 }
 
 /* Same address and port, with or without tls: key up to its "/". */
-static int same_socket(const struct listen_addr *a,
-    const struct listen_addr *b)
+static int same_socket(const struct listen_addr *a, const struct listen_addr *b)
 {
 	size_t n = strcspn(a->key, "/");
 
@@ -395,21 +397,24 @@ static int listen_conflict(cfg_t *cfg, cfg_opt_t *opt, cfg_t *srv)
 	int def;
 
 	for (unsigned i = 0; i < cfg_size(srv, "listen"); i++) {
-		parse_listen(cfg_getnstr(srv, "listen", i), &a, &def, err,
-		    sizeof(err));
+		parse_listen(
+		    cfg_getnstr(srv, "listen", i), &a, &def, err, sizeof(err));
 		for (unsigned s = 0; s < cfg_opt_size(opt); s++) {
 			cfg_t *other = cfg_opt_getnsec(opt, s);
-			for (unsigned k = 0; k < cfg_size(other, "listen"); k++) {
-				parse_listen(cfg_getnstr(other, "listen", k), &b,
-				    &def, err, sizeof(err));
+			for (unsigned k = 0; k < cfg_size(other, "listen");
+			     k++) {
+				parse_listen(cfg_getnstr(other, "listen", k),
+				    &b, &def, err, sizeof(err));
 				if (same_socket(&a, &b) && a.tls != b.tls) {
 					cfg_error(cfg,
 					    "listen \"%s\": the same address "
 					    "is plain for server \"%s\"",
-					    a.tls ? cfg_getnstr(other, "listen", k)
-						  : cfg_getnstr(srv, "listen", i),
+					    a.tls
+					        ? cfg_getnstr(
+					              other, "listen", k)
+					        : cfg_getnstr(srv, "listen", i),
 					    a.tls ? cfg_title(other)
-						  : cfg_title(srv));
+					          : cfg_title(srv));
 					return -1;
 				}
 			}
@@ -436,14 +441,15 @@ static int v_server(cfg_t *cfg, cfg_opt_t *opt)
 	}
 	for (unsigned i = 0; i < cfg_size(srv, "listen"); i++)
 		if (parse_listen(cfg_getnstr(srv, "listen", i), &la, &def, err,
-			sizeof(err)) == 0 &&
+		        sizeof(err)) == 0 &&
 		    la.tls)
 			tls_listen = 1;
 	if (listen_conflict(cfg, opt, srv) < 0)
 		return -1;
 	if (tls_listen && cfg_size(srv, "tls") == 0) {
-		cfg_error(cfg, "server \"%s\": a tls listen address needs a "
-			       "tls section",
+		cfg_error(cfg,
+		    "server \"%s\": a tls listen address needs a "
+		    "tls section",
 		    name);
 		return -1;
 	}
@@ -475,8 +481,8 @@ static char *dup_or_null(const char *s)
 	return s ? strdup(s) : NULL;
 }
 
-static int location_fill(struct location *l, const char *prefix,
-    cfg_t *srv, cfg_t *loc)
+static int location_fill(
+    struct location *l, const char *prefix, cfg_t *srv, cfg_t *loc)
 {
 	cfg_t *src;
 
@@ -494,9 +500,9 @@ static int location_fill(struct location *l, const char *prefix,
 	}
 	src = loc && cfg_size(loc, "index") ? loc : srv;
 	for (unsigned i = 0; i < cfg_size(src, "index") && i < KT_MAX_INDEX;
-	    i++)
-		if ((l->index[l->nindex++] =
-			    strdup(cfg_getnstr(src, "index", i))) == NULL)
+	     i++)
+		if ((l->index[l->nindex++] = strdup(
+		         cfg_getnstr(src, "index", i))) == NULL)
 			return -1;
 	src = loc && cfg_size(loc, "cache_control") ? loc : srv;
 	l->cache_control = dup_or_null(cfg_getstr(src, "cache_control"));
@@ -527,14 +533,14 @@ static int vhost_build(struct config *cfg, struct vhost *vh, cfg_t *srv)
 		return -1;
 	for (int i = 0; i < vh->naliases; i++)
 		if ((vh->aliases[i] = strdup(
-			 cfg_getnstr(srv, "aliases", (unsigned)i))) == NULL)
+		         cfg_getnstr(srv, "aliases", (unsigned)i))) == NULL)
 			return -1;
 	for (unsigned i = 0; i < nloc; i++) {
 		cfg_t *loc = cfg_getnsec(srv, "location", i);
 		if (strcmp(cfg_title(loc), "/") == 0)
 			have_root_loc = 1;
-		if (location_fill(&vh->locs[vh->nlocs++], cfg_title(loc), srv,
-			loc) < 0)
+		if (location_fill(
+		        &vh->locs[vh->nlocs++], cfg_title(loc), srv, loc) < 0)
 			return -1;
 	}
 	if (!have_root_loc &&
@@ -552,8 +558,8 @@ static int listens_build(struct config *cfg, cfg_t *root)
 	int nsrv = cfg->nvhosts, total = 0;
 
 	for (int s = 0; s < nsrv; s++)
-		total += (int)cfg_size(cfg_getnsec(root, "server", (unsigned)s),
-		    "listen");
+		total += (int)cfg_size(
+		    cfg_getnsec(root, "server", (unsigned)s), "listen");
 	cfg->listens = calloc((size_t)total, sizeof(*cfg->listens));
 	if (cfg->listens == NULL)
 		return -1;
@@ -573,14 +579,16 @@ static int listens_build(struct config *cfg, cfg_t *root)
 			if (la == NULL) {
 				la = &cfg->listens[cfg->nlistens++];
 				*la = tmp;
-				la->spec = strdup(cfg_getnstr(srv, "listen", i));
+				la->spec = strdup(
+				    cfg_getnstr(srv, "listen", i));
 				la->vhosts = calloc((size_t)nsrv, sizeof(vh));
 				if (la->spec == NULL || la->vhosts == NULL)
 					return -1;
 			}
 			if (def || la->def == NULL)
 				la->def = vh;
-			if (la->nvhosts > 0 && la->vhosts[la->nvhosts - 1] == vh)
+			if (la->nvhosts > 0 &&
+			    la->vhosts[la->nvhosts - 1] == vh)
 				continue; /* named twice by one server */
 			la->vhosts[la->nvhosts++] = vh;
 		}
@@ -604,14 +612,14 @@ static int globals_build(struct config *cfg, cfg_t *root)
 	for (int i = 0; levels[i]; i++)
 		if (strcmp(cfg_getstr(root, "log_level"), levels[i]) == 0)
 			cfg->log_level = i;
-	cfg->access_json =
-	    strcmp(cfg_getstr(root, "access_log_format"), "json") == 0;
+	cfg->access_json = strcmp(cfg_getstr(root, "access_log_format"),
+	                       "json") == 0;
 	cfg->server_tokens = cfg_getbool(root, "server_tokens");
 	cfg->ktls = cfg_getbool(root, "ktls");
 	cfg->session_tickets = cfg_getbool(root, "session_tickets");
 	for (size_t i = 0; i < sizeof(numbers) / sizeof(numbers[0]); i++)
-		*(long *)((char *)cfg + numbers[i].off) =
-		    cfg_getint(root, numbers[i].name);
+		*(long *)((char *)cfg + numbers[i].off) = cfg_getint(
+		    root, numbers[i].name);
 	if (cfg->user == NULL || cfg->group == NULL || cfg->pid_file == NULL ||
 	    cfg->error_log == NULL || cfg->access_log == NULL ||
 	    cfg->mime_types == NULL)
@@ -781,7 +789,7 @@ struct config *config_load(const char *path)
 		goto fail;
 	for (int i = 0; i < cfg->nvhosts; i++)
 		if (vhost_build(cfg, &cfg->vhosts[i],
-			cfg_getnsec(root, "server", (unsigned)i)) < 0) {
+		        cfg_getnsec(root, "server", (unsigned)i)) < 0) {
 			cfg_error(root, "server \"%s\" failed",
 			    cfg->vhosts[i].name ? cfg->vhosts[i].name : "?");
 			goto fail;
@@ -809,8 +817,8 @@ void config_unref(struct config *cfg)
 }
 
 /* Host header or SNI name -> one of the listener's servers, or NULL. */
-struct vhost *config_vhost_by_name(struct listen_addr *la, const char *name,
-    size_t len)
+struct vhost *config_vhost_by_name(
+    struct listen_addr *la, const char *name, size_t len)
 {
 	if (len > 0 && name[0] == '[')
 		return NULL; /* an IPv6 literal names no server */

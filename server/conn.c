@@ -51,8 +51,8 @@ void conn_wait(struct conn *c, short what)
 static void peer_name(struct sockaddr *sa, char *out, size_t len)
 {
 	if (sa->sa_family == AF_INET6)
-		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)sa)->sin6_addr, out,
-		    (socklen_t)len);
+		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)sa)->sin6_addr,
+		    out, (socklen_t)len);
 	else if (sa->sa_family == AF_INET)
 		inet_ntop(AF_INET, &((struct sockaddr_in *)sa)->sin_addr, out,
 		    (socklen_t)len);
@@ -66,8 +66,8 @@ void conn_accept(struct worker *w, struct listen_addr *la, int fd,
 	struct conn *c = calloc(1, sizeof(*c));
 
 	(void)salen;
-	if (c == NULL || (c->ev = event_new(w->base, fd, 0, conn_io, c)) ==
-			     NULL) {
+	if (c == NULL ||
+	    (c->ev = event_new(w->base, fd, 0, conn_io, c)) == NULL) {
 		free(c);
 		close(fd);
 		return;
@@ -118,11 +118,8 @@ static void conn_handshake(struct conn *c)
 		} else
 			h1_read(c);
 		break;
-	case 0:
-		conn_wait(c, c->want_write ? EV_WRITE : EV_READ);
-		break;
-	default:
-		conn_close(c);
+	case 0: conn_wait(c, c->want_write ? EV_WRITE : EV_READ); break;
+	default: conn_close(c);
 	}
 }
 
@@ -138,7 +135,7 @@ ssize_t conn_recv(struct conn *c, void *buf, size_t len)
 			return n;
 		c->want_write = 0;
 		return errno == EAGAIN || errno == EINTR ? CONN_AGAIN
-							 : CONN_ERROR;
+		                                         : CONN_ERROR;
 	}
 	ERR_clear_error();
 	n = SSL_read(c->ssl, buf, (int)len);
@@ -150,8 +147,7 @@ ssize_t conn_recv(struct conn *c, void *buf, size_t len)
 	case SSL_ERROR_WANT_WRITE:
 		c->want_write = e == SSL_ERROR_WANT_WRITE;
 		return CONN_AGAIN;
-	case SSL_ERROR_ZERO_RETURN: /* close_notify */
-		return CONN_EOF;
+	case SSL_ERROR_ZERO_RETURN: /* close_notify */ return CONN_EOF;
 	case SSL_ERROR_SYSCALL: /* TCP closed without close_notify */
 		return errno == 0 ? CONN_EOF : CONN_ERROR;
 	default: {
@@ -210,8 +206,8 @@ void conn_finish(struct conn *c, int linger)
 static void conn_io(evutil_socket_t fd, short what, void *arg)
 {
 	struct conn *c = arg;
-	static const char *const phase[] = { "handshake", "request",
-		"send", "linger" };
+	static const char *const phase[] = { "handshake", "request", "send",
+		"linger" };
 
 	(void)fd;
 	if (c->h2 != NULL) {
@@ -226,18 +222,10 @@ static void conn_io(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	switch (c->state) {
-	case CS_HANDSHAKE:
-		conn_handshake(c);
-		break;
-	case CS_READ:
-		h1_read(c);
-		break;
-	case CS_WRITE:
-		h1_write(c);
-		break;
-	case CS_LINGER:
-		linger_read(c);
-		break;
+	case CS_HANDSHAKE: conn_handshake(c); break;
+	case CS_READ: h1_read(c); break;
+	case CS_WRITE: h1_write(c); break;
+	case CS_LINGER: linger_read(c); break;
 	}
 }
 
@@ -251,8 +239,8 @@ void conn_close(struct conn *c)
 		/* a peer that just went away leaves its session resumable;
 		 * OpenSSL drops it from the cache only after a TLS error */
 		if (!c->tls_failed && SSL_is_init_finished((SSL *)c->ssl))
-			SSL_set_shutdown(c->ssl,
-			    SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+			SSL_set_shutdown(
+			    c->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
 		SSL_free(c->ssl);
 	}
 	close(c->fd);
@@ -295,8 +283,8 @@ void conn_shutdown_idle(struct worker *w)
 		c->keepalive = 0;
 		if (c->h2 != NULL)
 			h2_shutdown(c);
-		else if (c->state == CS_HANDSHAKE || (c->state == CS_READ &&
-						    c->rlen == 0))
+		else if (c->state == CS_HANDSHAKE ||
+		    (c->state == CS_READ && c->rlen == 0))
 			conn_finish(c, 0);
 	}
 }

@@ -41,8 +41,8 @@ int date_parse(const char *s, size_t len, time_t *out)
 		size_t len; /* exact length; 0: any */
 	} forms[] = {
 		{ "%a, %d %b %Y %H:%M:%S GMT", 29 }, /* IMF-fixdate */
-		{ "%A, %d-%b-%y %H:%M:%S GMT", 0 }, /* RFC 850 */
-		{ "%a %b %e %H:%M:%S %Y", 24 }, /* asctime */
+		{ "%A, %d-%b-%y %H:%M:%S GMT", 0 },  /* RFC 850 */
+		{ "%a %b %e %H:%M:%S %Y", 24 },      /* asctime */
 	};
 	char buf[64];
 

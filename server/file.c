@@ -19,25 +19,21 @@ static int errno_status(int e)
 {
 	switch (e) {
 	case EACCES:
-	case EPERM:
-		return 403;
+	case EPERM: return 403;
 	case ENOENT:
 	case ENOTDIR:
 	case ENAMETOOLONG:
 	case EXDEV: /* a symlink out of the root: as if absent */
-	case ELOOP:
-		return 404;
-	default:
-		log_error("open: %s", strerror(e));
-		return 500;
+	case ELOOP: return 404;
+	default: log_error("open: %s", strerror(e)); return 500;
 	}
 }
 
-static int open_rel(struct location *l, const char *path, int *fd,
-    struct stat *st)
+static int open_rel(
+    struct location *l, const char *path, int *fd, struct stat *st)
 {
-	*fd = sys_open_beneath(l->root_fd, path,
-	    O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	*fd = sys_open_beneath(
+	    l->root_fd, path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
 	if (*fd < 0)
 		return errno_status(errno);
 	if (fstat(*fd, st) < 0) {
@@ -157,11 +153,8 @@ void file_serve(struct request *r, const char *path, struct span query)
 		r->off = first;
 		r->len = last - first + 1;
 		break;
-	case RANGE_UNSATISFIABLE:
-		r->status = 416;
-		break;
-	case RANGE_NONE:
-		break;
+	case RANGE_UNSATISFIABLE: r->status = 416; break;
+	case RANGE_NONE: break;
 	}
 	return;
 fail:

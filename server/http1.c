@@ -28,7 +28,7 @@ struct h1p {
 	struct request *r;
 	int status; /* our own verdict, beats http-parser's */
 	long nfields;
-	struct span field; /* current header name */
+	struct span field;  /* current header name */
 	struct span *value; /* where its value goes, or NULL */
 	struct span skip;
 	int in_field, has_cl, has_te;
@@ -112,7 +112,8 @@ static int is_token(const char *s, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		unsigned char ch = (unsigned char)s[i];
 		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-			(ch >= '0' && ch <= '9') || strchr(extra, ch) != NULL) ||
+		        (ch >= '0' && ch <= '9') ||
+		        strchr(extra, ch) != NULL) ||
 		    ch == '\0')
 			return 0;
 	}
@@ -171,7 +172,7 @@ static int on_headers_complete(http_parser *p)
 	r->http_minor = p->http_minor;
 	r->method = p->method == HTTP_GET ? M_GET
 	    : p->method == HTTP_HEAD      ? M_HEAD
-					  : M_OTHER;
+	                                  : M_OTHER;
 	r->has_body = h->has_te || (p->flags & F_CHUNKED) ||
 	    ((p->flags & F_CONTENTLENGTH) && p->content_length > 0);
 	h->c->keepalive = http_should_keep_alive(p) ? 1 : 0;
@@ -197,9 +198,9 @@ static int version_ok(const char *head, size_t len)
 	const char *eol = memchr(head, '\r', len);
 
 	return eol != NULL && eol - head >= 9 &&
-	    memcmp(eol - 9, " HTTP/", 6) == 0 &&
-	    eol[-3] >= '0' && eol[-3] <= '9' && eol[-2] == '.' &&
-	    eol[-1] >= '0' && eol[-1] <= '9';
+	    memcmp(eol - 9, " HTTP/", 6) == 0 && eol[-3] >= '0' &&
+	    eol[-3] <= '9' && eol[-2] == '.' && eol[-1] >= '0' &&
+	    eol[-1] <= '9';
 }
 
 /* Parse the head in c->rbuf[0..len). 0, or the status to answer with. */
@@ -241,7 +242,8 @@ static ssize_t scan(struct conn *c)
 	char *b = c->rbuf;
 
 	/* empty lines before a request line are allowed (RFC 9112 2.2) */
-	while (c->scanned == 0 && c->rlen >= 2 && b[0] == '\r' && b[1] == '\n') {
+	while (
+	    c->scanned == 0 && c->rlen >= 2 && b[0] == '\r' && b[1] == '\n') {
 		memmove(b, b + 2, c->rlen - 2);
 		c->rlen -= 2;
 	}
@@ -340,19 +342,23 @@ static void respond(struct conn *c)
 			append(c->wbuf, cap, &n, "Cache-Control: %s\r\n",
 			    l->cache_control);
 		if (l && l->expires > 0) {
-			date_format(time(NULL) + l->expires, date, sizeof(date));
+			date_format(
+			    time(NULL) + l->expires, date, sizeof(date));
 			append(c->wbuf, cap, &n, "Expires: %s\r\n", date);
 		}
 	} else {
 		append(c->wbuf, cap, &n,
-		    "Content-Type: text/html\r\nContent-Length: %zu\r\n", errlen);
+		    "Content-Type: text/html\r\nContent-Length: %zu\r\n",
+		    errlen);
 		if (r->status == 416)
-			append(c->wbuf, cap, &n, "Content-Range: bytes */%llu\r\n",
+			append(c->wbuf, cap, &n,
+			    "Content-Range: bytes */%llu\r\n",
 			    (unsigned long long)r->size);
 		if (r->status == 405)
 			append(c->wbuf, cap, &n, "Allow: GET, HEAD\r\n");
 		if (r->location)
-			append(c->wbuf, cap, &n, "Location: %s\r\n", r->location);
+			append(
+			    c->wbuf, cap, &n, "Location: %s\r\n", r->location);
 	}
 	if (!c->keepalive)
 		append(c->wbuf, cap, &n, "Connection: close\r\n");
@@ -405,8 +411,7 @@ static void request(struct conn *c, size_t len, int status)
 		r->status = status;
 	/* after a malformed request we cannot trust where the next starts */
 	if (r->has_body || r->status == 400 || r->status >= 414 ||
-	    c->w->stopping ||
-	    c->nreq >= (unsigned)c->cfg->keepalive_requests ||
+	    c->w->stopping || c->nreq >= (unsigned)c->cfg->keepalive_requests ||
 	    c->cfg->keepalive_timeout == 0)
 		c->keepalive = 0;
 	respond(c);
@@ -428,7 +433,8 @@ void h1_read(struct conn *c)
 		}
 		n = conn_recv(c, c->rbuf + c->rlen, c->rcap - c->rlen);
 		if (n > 0) {
-			if (c->rlen == 0) /* a request starts: its head's clock */
+			if (c->rlen == 0) /* a request starts: its head's clock
+			                   */
 				conn_deadline(c, c->cfg->header_timeout);
 			c->rlen += (size_t)n;
 			continue;
@@ -480,17 +486,9 @@ static void done(struct conn *c)
 void h1_write(struct conn *c)
 {
 	switch (body_send(c)) {
-	case BODY_DONE:
-		done(c);
-		break;
-	case BODY_AGAIN_WRITE:
-		conn_wait(c, EV_WRITE);
-		break;
-	case BODY_AGAIN_READ:
-		conn_wait(c, EV_READ);
-		break;
-	case BODY_ERROR:
-		conn_close(c);
-		break;
+	case BODY_DONE: done(c); break;
+	case BODY_AGAIN_WRITE: conn_wait(c, EV_WRITE); break;
+	case BODY_AGAIN_READ: conn_wait(c, EV_READ); break;
+	case BODY_ERROR: conn_close(c); break;
 	}
 }

@@ -30,9 +30,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#define H2_PAYLOAD (KT_CHUNK - 9) /* frame = one full TLS record */
-#define H2_COPY_MAX 4096 /* smaller payloads are copied, not sendfile'd */
-#define H2_OUT_LOW 65536 /* ask nghttp2 for frames below this backlog */
+#define H2_PAYLOAD  (KT_CHUNK - 9) /* frame = one full TLS record */
+#define H2_COPY_MAX 4096  /* smaller payloads are copied, not sendfile'd */
+#define H2_OUT_LOW  65536 /* ask nghttp2 for frames below this backlog */
 #define H2_MAX_SEGS 64
 
 struct stream {
@@ -40,18 +40,20 @@ struct stream {
 	struct request r;
 	int32_t id;
 	int closed; /* nghttp2 is done with it */
-	int segs; /* queued file ranges still reading r.fd */
+	int segs;   /* queued file ranges still reading r.fd */
 	size_t hdr_bytes;
 	char *arena; /* request header values; r's spans point here */
 	size_t alen, acap;
-	struct { size_t off, n; } sp[9]; /* offsets until headers end */
+	struct {
+		size_t off, n;
+	} sp[9];   /* offsets until headers end */
 	char *mem; /* an error body */
 	size_t mem_len, mem_pos;
 };
 
 struct seg {
 	size_t hdr_at; /* obuf offset of the frame header */
-	size_t at; /* obuf offset where the file range goes */
+	size_t at;     /* obuf offset where the file range goes */
 	struct stream *s;
 	uint64_t off, len;
 };
@@ -69,8 +71,17 @@ struct h2 {
 };
 
 /* Which request span each slot fills. */
-enum { SP_METHOD, SP_PATH, SP_AUTHORITY, SP_HOST, SP_INM, SP_IMS, SP_RANGE,
-	SP_IFRANGE, SP_UA };
+enum {
+	SP_METHOD,
+	SP_PATH,
+	SP_AUTHORITY,
+	SP_HOST,
+	SP_INM,
+	SP_IMS,
+	SP_RANGE,
+	SP_IFRANGE,
+	SP_UA
+};
 
 static struct span *slot_span(struct request *r, int i)
 {
@@ -121,8 +132,8 @@ static void stream_free(struct conn *c, struct stream *s)
 
 /* ---- nghttp2 callbacks: requests in ---- */
 
-static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *f,
-    void *arg)
+static int on_begin_headers(
+    nghttp2_session *ng, const nghttp2_frame *f, void *arg)
 {
 	struct conn *c = arg;
 	struct stream *s;
@@ -144,9 +155,9 @@ static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *f,
 
 static int slot_for(const uint8_t *name, size_t n)
 {
-	static const char *const names[] = { ":method", ":path",
-		":authority", "host", "if-none-match", "if-modified-since",
-		"range", "if-range", "user-agent" };
+	static const char *const names[] = { ":method", ":path", ":authority",
+		"host", "if-none-match", "if-modified-since", "range",
+		"if-range", "user-agent" };
 
 	for (int i = 0; i < (int)(sizeof(names) / sizeof(names[0])); i++)
 		if (strlen(names[i]) == n && memcmp(names[i], name, n) == 0)
@@ -155,12 +166,12 @@ static int slot_for(const uint8_t *name, size_t n)
 }
 
 static int on_header(nghttp2_session *ng, const nghttp2_frame *f,
-    const uint8_t *name, size_t namelen, const uint8_t *value,
-    size_t valuelen, uint8_t flags, void *arg)
+    const uint8_t *name, size_t namelen, const uint8_t *value, size_t valuelen,
+    uint8_t flags, void *arg)
 {
 	struct conn *c = arg;
-	struct stream *s = nghttp2_session_get_stream_user_data(ng,
-	    f->hd.stream_id);
+	struct stream *s = nghttp2_session_get_stream_user_data(
+	    ng, f->hd.stream_id);
 	int i;
 
 	(void)flags;
@@ -190,8 +201,8 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *f,
 	return 0;
 }
 
-static void add_header(nghttp2_nv *nv, size_t *n, const char *name,
-    const char *value)
+static void add_header(
+    nghttp2_nv *nv, size_t *n, const char *name, const char *value)
 {
 	nv[*n].name = (uint8_t *)name;
 	nv[*n].namelen = strlen(name);
@@ -233,8 +244,7 @@ static ssize_t read_body(nghttp2_session *ng, int32_t id, uint8_t *buf,
 /* A frame's payload: copied into obuf when small or in userspace TLS,
  * else queued as a file range for sendfile. */
 static int send_data_cb(nghttp2_session *ng, nghttp2_frame *f,
-    const uint8_t *framehd, size_t length, nghttp2_data_source *src,
-    void *arg)
+    const uint8_t *framehd, size_t length, nghttp2_data_source *src, void *arg)
 {
 	struct conn *c = arg;
 	struct h2 *h = c->h2;
@@ -256,14 +266,16 @@ static int send_data_cb(nghttp2_session *ng, nghttp2_frame *f,
 			    length - got, (off_t)(r->off + got));
 			if (n <= 0) {
 				log_error("%s: h2 read of body failed: %s",
-				    c->peer, n ? strerror(errno) : "file shrank");
+				    c->peer,
+				    n ? strerror(errno) : "file shrank");
 				return NGHTTP2_ERR_CALLBACK_FAILURE;
 			}
 			got += (size_t)n;
 		}
 		h->olen += length;
 	} else {
-		struct seg *g = &h->segs[(h->seg_head + h->nsegs++) % H2_MAX_SEGS];
+		struct seg
+		    *g = &h->segs[(h->seg_head + h->nsegs++) % H2_MAX_SEGS];
 		g->hdr_at = h->olen - 9;
 		g->at = h->olen;
 		g->s = s;
@@ -283,7 +295,8 @@ static void respond(struct conn *c, struct stream *s)
 	char status[4], clen[24], lm[40], exp[40], crange[80];
 	nghttp2_nv nv[14];
 	size_t n = 0;
-	nghttp2_data_provider prd = { .source.ptr = s, .read_callback = read_body };
+	nghttp2_data_provider prd = { .source.ptr = s,
+		.read_callback = read_body };
 	int file = r->fd >= 0 && (r->status == 200 || r->status == 206);
 	int body = r->method != M_HEAD && r->status != 304;
 
@@ -372,8 +385,7 @@ static void request(struct conn *c, struct stream *s)
 	respond(c, s);
 }
 
-static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f,
-    void *arg)
+static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *arg)
 {
 	struct conn *c = arg;
 	struct stream *s;
@@ -389,7 +401,8 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f,
 		break;
 	case NGHTTP2_DATA:
 		/* a flood of empty frames costs us and carries nothing */
-		if (f->hd.length == 0 && !(f->hd.flags & NGHTTP2_FLAG_END_STREAM) &&
+		if (f->hd.length == 0 &&
+		    !(f->hd.flags & NGHTTP2_FLAG_END_STREAM) &&
 		    ++c->h2->empty_data > 100)
 			return NGHTTP2_ERR_CALLBACK_FAILURE;
 		break;
@@ -397,8 +410,8 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f,
 	return 0;
 }
 
-static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t code,
-    void *arg)
+static int on_stream_close(
+    nghttp2_session *ng, int32_t id, uint32_t code, void *arg)
 {
 	struct conn *c = arg;
 	struct stream *s = nghttp2_session_get_stream_user_data(ng, id);
@@ -463,22 +476,23 @@ static int write_packed(struct conn *c)
 		c->wpos = c->wlen = 0;
 		if (c->wbuf == NULL && (c->wbuf = malloc(KT_CHUNK)) == NULL)
 			return W_ERROR;
-		while (c->wlen < KT_CHUNK &&
-		    (h->opos < h->olen || h->nsegs > 0)) {
+		while (
+		    c->wlen < KT_CHUNK && (h->opos < h->olen || h->nsegs > 0)) {
 			struct seg *g = h->nsegs ? &h->segs[h->seg_head] : NULL;
 			size_t upto = g ? g->at : h->olen;
 			size_t room = KT_CHUNK - c->wlen;
 			if (h->opos < upto) {
-				size_t k = upto - h->opos < room ? upto - h->opos
-								 : room;
+				size_t k = upto - h->opos < room
+				    ? upto - h->opos
+				    : room;
 				memcpy(c->wbuf + c->wlen, h->obuf + h->opos, k);
 				c->wlen += k;
 				h->opos += k;
 				continue;
 			}
 			size_t k = g->len < room ? (size_t)g->len : room;
-			ssize_t n = pread(g->s->r.fd, c->wbuf + c->wlen, k,
-			    (off_t)g->off);
+			ssize_t n = pread(
+			    g->s->r.fd, c->wbuf + c->wlen, k, (off_t)g->off);
 			if (n <= 0)
 				return W_ERROR;
 			c->wlen += (size_t)n;
@@ -507,7 +521,8 @@ static int write_ktls(struct conn *c)
 			n = SSL_sendfile(c->ssl, g->s->r.fd, (off_t)g->off,
 			    (size_t)g->len, 0);
 			if (n <= 0) {
-				if (n < 0 && (errno == EAGAIN || errno == EINTR))
+				if (n < 0 &&
+				    (errno == EAGAIN || errno == EINTR))
 					return W_AGAIN;
 				log_error("%s: h2 sendfile: %s", c->peer,
 				    n == 0 ? "file shrank" : strerror(errno));
@@ -521,12 +536,12 @@ static int write_ktls(struct conn *c)
 		}
 		/* up to a frame header: end the record; the header: more */
 		size_t upto = g ? (h->opos < g->hdr_at ? g->hdr_at : g->at)
-				: h->olen;
+		                : h->olen;
 		n = sys_send(c->fd, h->obuf + h->opos, upto - h->opos,
 		    g != NULL && upto == g->at);
 		if (n < 0)
 			return errno == EAGAIN || errno == EINTR ? W_AGAIN
-								 : W_ERROR;
+			                                         : W_ERROR;
 		h->opos += (size_t)n;
 	}
 }
@@ -569,8 +584,8 @@ static int recv_input(struct conn *c)
 			return 0;
 		if (n <= 0)
 			return -1;
-		if (nghttp2_session_mem_recv(c->h2->ng, (uint8_t *)buf,
-			(size_t)n) < 0)
+		if (nghttp2_session_mem_recv(
+		        c->h2->ng, (uint8_t *)buf, (size_t)n) < 0)
 			return -1;
 	}
 }
@@ -645,12 +660,12 @@ int h2_start(struct conn *c)
 	    nghttp2_option_new(&opt) != 0)
 		goto fail;
 	TAILQ_INIT(&h->streams);
-	nghttp2_session_callbacks_set_on_begin_headers_callback(cb,
-	    on_begin_headers);
+	nghttp2_session_callbacks_set_on_begin_headers_callback(
+	    cb, on_begin_headers);
 	nghttp2_session_callbacks_set_on_header_callback(cb, on_header);
 	nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame_recv);
-	nghttp2_session_callbacks_set_on_stream_close_callback(cb,
-	    on_stream_close);
+	nghttp2_session_callbacks_set_on_stream_close_callback(
+	    cb, on_stream_close);
 	nghttp2_session_callbacks_set_send_data_callback(cb, send_data_cb);
 	/* rapid reset (CVE-2023-44487): a bucket of RST_STREAMs */
 	nghttp2_option_set_stream_reset_rate_limit(opt,
@@ -663,7 +678,7 @@ int h2_start(struct conn *c)
 	c->h2 = h;
 	h = NULL;
 	if (nghttp2_submit_settings(c->h2->ng, NGHTTP2_FLAG_NONE, iv,
-		sizeof(iv) / sizeof(iv[0])) != 0)
+	        sizeof(iv) / sizeof(iv[0])) != 0)
 		goto fail;
 	rv = 0;
 fail:

@@ -20,31 +20,31 @@
 #define KTTPD_VERSION "0.1.0"
 
 /* Built-in defaults; every one can be changed in the config file. */
-#define KT_DEF_MAX_CONNECTIONS 10000
-#define KT_DEF_MAX_REQUEST_HEAD 16384
-#define KT_DEF_MAX_URI 8192
-#define KT_DEF_MAX_HEADERS 100
+#define KT_DEF_MAX_CONNECTIONS    10000
+#define KT_DEF_MAX_REQUEST_HEAD   16384
+#define KT_DEF_MAX_URI            8192
+#define KT_DEF_MAX_HEADERS        100
 #define KT_DEF_KEEPALIVE_REQUESTS 1000
-#define KT_DEF_HANDSHAKE_TIMEOUT 10
-#define KT_DEF_HEADER_TIMEOUT 10
-#define KT_DEF_KEEPALIVE_TIMEOUT 75
-#define KT_DEF_SEND_TIMEOUT 60
-#define KT_DEF_SHUTDOWN_TIMEOUT 30
-#define KT_DEF_SESSION_CACHE 20480
-#define KT_DEF_SESSION_TIMEOUT 3600
-#define KT_DEF_H2_MAX_STREAMS 100
-#define KT_DEF_H2_RESET_BURST 200 /* RST_STREAM bucket, then GOAWAY */
-#define KT_DEF_H2_RESET_RATE 33 /* ... refilled per second */
+#define KT_DEF_HANDSHAKE_TIMEOUT  10
+#define KT_DEF_HEADER_TIMEOUT     10
+#define KT_DEF_KEEPALIVE_TIMEOUT  75
+#define KT_DEF_SEND_TIMEOUT       60
+#define KT_DEF_SHUTDOWN_TIMEOUT   30
+#define KT_DEF_SESSION_CACHE      20480
+#define KT_DEF_SESSION_TIMEOUT    3600
+#define KT_DEF_H2_MAX_STREAMS     100
+#define KT_DEF_H2_RESET_BURST     200 /* RST_STREAM bucket, then GOAWAY */
+#define KT_DEF_H2_RESET_RATE      33  /* ... refilled per second */
 
 /* Fixed limits: sizes of structures, not policy. */
-#define KT_MAX_WORKERS 256
-#define KT_MAX_INDEX 8
-#define KT_LINGER_MS 2000        /* drain unread input before close */
-#define KT_LINGER_BYTES 65536    /* ... at most this much */
-#define KT_ACCEPT_PAUSE_MS 100   /* EMFILE: stop accepting this long */
-#define KT_ACCEPT_BATCH 64       /* accepts per readiness event */
-#define KT_CHUNK 16384           /* one TLS record of plaintext */
-#define KT_SENDFILE_CHUNK (1 << 20) /* per sendfile() call, for fairness */
+#define KT_MAX_WORKERS     256
+#define KT_MAX_INDEX       8
+#define KT_LINGER_MS       2000      /* drain unread input before close */
+#define KT_LINGER_BYTES    65536     /* ... at most this much */
+#define KT_ACCEPT_PAUSE_MS 100       /* EMFILE: stop accepting this long */
+#define KT_ACCEPT_BATCH    64        /* accepts per readiness event */
+#define KT_CHUNK           16384     /* one TLS record of plaintext */
+#define KT_SENDFILE_CHUNK  (1 << 20) /* per sendfile() call, for fairness */
 
 struct config;
 struct vhost;
@@ -73,12 +73,12 @@ struct vhost {
 	int nlocs;
 	void *ssl_ctx; /* SSL_CTX *, NULL without a tls section */
 	char *tls_ciphers, *tls_suites; /* applied when SNI picks us */
-	int http2; /* offer h2 in ALPN */
+	int http2;                      /* offer h2 in ALPN */
 	struct config *cfg;
 };
 
 struct listen_addr {
-	char *spec; /* as written, for messages */
+	char *spec;   /* as written, for messages */
 	char key[80]; /* normalized "addr:port/tls", matches across reloads */
 	struct sockaddr_storage ss;
 	socklen_t sslen;
@@ -141,15 +141,15 @@ struct request {
 	int status;
 	char *location; /* redirect target (malloc) */
 	const char *ctype;
-	int fd; /* body file, -1 without */
-	uint64_t size; /* file size */
+	int fd;            /* body file, -1 without */
+	uint64_t size;     /* file size */
 	uint64_t off, len; /* body range */
-	int partial; /* 206: send Content-Range */
+	int partial;       /* 206: send Content-Range */
 	time_t mtime;
 	char etag[48];
 
 	/* accounting */
-	uint64_t sent; /* response bytes written, head included */
+	uint64_t sent;   /* response bytes written, head included */
 	size_t head_len; /* response head bytes */
 	int64_t start_us;
 };
@@ -159,7 +159,7 @@ struct request {
 
 enum conn_state {
 	CS_HANDSHAKE,
-	CS_READ, /* idle, or reading a request head */
+	CS_READ,  /* idle, or reading a request head */
 	CS_WRITE, /* sending a response */
 	CS_LINGER /* sent our last bytes; draining input before close */
 };
@@ -187,7 +187,7 @@ struct conn {
 	unsigned keepalive : 1;
 	unsigned want_write : 1; /* TLS asked for writability while reading */
 	unsigned tls_failed : 1; /* fatal TLS error: no close_notify */
-	struct h2 *h2; /* set when ALPN chose h2 */
+	struct h2 *h2;           /* set when ALPN chose h2 */
 	unsigned nreq;
 	char peer[48];
 
@@ -236,8 +236,7 @@ void config_serving(void);
 void config_tls_params(void *section, struct tls_params *);
 void config_ref(struct config *);
 void config_unref(struct config *);
-struct vhost *config_vhost_by_name(struct listen_addr *, const char *,
-    size_t);
+struct vhost *config_vhost_by_name(struct listen_addr *, const char *, size_t);
 struct location *config_location(struct vhost *, const char *path);
 
 /* listeners.c */
@@ -306,8 +305,7 @@ enum range_result range_parse(const char *hdr, size_t len, uint64_t size,
     uint64_t *first, uint64_t *last);
 
 /* cond.c */
-int cond_etag_match(const char *list, size_t len, const char *etag,
-    int weak);
+int cond_etag_match(const char *list, size_t len, const char *etag, int weak);
 int cond_not_modified(struct request *);
 int cond_if_range(struct request *);
 
@@ -336,8 +334,8 @@ void log_msg(int level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void log_access(struct conn *, struct request *);
 #define log_error(...) log_msg(KT_LOG_ERROR, __VA_ARGS__)
-#define log_warn(...) log_msg(KT_LOG_WARN, __VA_ARGS__)
-#define log_info(...) log_msg(KT_LOG_INFO, __VA_ARGS__)
+#define log_warn(...)  log_msg(KT_LOG_WARN, __VA_ARGS__)
+#define log_info(...)  log_msg(KT_LOG_INFO, __VA_ARGS__)
 #define log_debug(...) log_msg(KT_LOG_DEBUG, __VA_ARGS__)
 
 #endif

@@ -38,7 +38,8 @@ int listeners_sync(struct config *cfg)
 	if (nworkers == 0)
 		nworkers = cfg->workers;
 	cfg->workers = nworkers; /* the thread count is fixed at start */
-	grown = realloc(socks, sizeof(*socks) * (size_t)(nsocks + cfg->nlistens));
+	grown = realloc(
+	    socks, sizeof(*socks) * (size_t)(nsocks + cfg->nlistens));
 	if (grown == NULL)
 		return -1;
 	socks = grown;
@@ -60,7 +61,8 @@ int listeners_sync(struct config *cfg)
 				l->fds[w] = -1;
 			for (int w = 0; w < nworkers; w++) {
 				l->fds[w] = sys_listen(
-				    (struct sockaddr *)&la->ss, la->sslen, 4096);
+				    (struct sockaddr *)&la->ss, la->sslen,
+				    4096);
 				if (l->fds[w] < 0) {
 					log_error("listen %s: %s", la->spec,
 					    strerror(errno));

@@ -64,10 +64,10 @@ int log_configure(struct config *cfg)
 {
 	atomic_store(&lg.level, cfg->log_level);
 	if (reopen(&lg.err_fd, lg.err_path, sizeof(lg.err_path),
-		cfg->error_log) < 0)
+	        cfg->error_log) < 0)
 		return -1;
-	return reopen(&lg.acc_fd, lg.acc_path, sizeof(lg.acc_path),
-	    cfg->access_log);
+	return reopen(
+	    &lg.acc_fd, lg.acc_path, sizeof(lg.acc_path), cfg->access_log);
 }
 
 void log_reopen(void)
@@ -94,8 +94,8 @@ void log_msg(int level, const char *fmt, ...)
 	gettimeofday(&tv, NULL);
 	localtime_r(&tv.tv_sec, &tm);
 	n = strftime(buf, sizeof(buf), "%Y/%m/%d %H:%M:%S", &tm);
-	n += (size_t)snprintf(buf + n, sizeof(buf) - n, " [%s] ",
-	    level_name[level]);
+	n += (size_t)snprintf(
+	    buf + n, sizeof(buf) - n, " [%s] ", level_name[level]);
 	va_start(ap, fmt);
 	r = vsnprintf(buf + n, sizeof(buf) - n - 1, fmt, ap);
 	va_end(ap);
@@ -167,7 +167,7 @@ void log_access(struct conn *c, struct request *r)
 	int json = c->cfg->access_json;
 	const char *server = r->vh ? r->vh->name : "-";
 	unsigned long long sent = r->sent > r->head_len ? r->sent - r->head_len
-							: 0; /* body bytes */
+	                                                : 0; /* body bytes */
 	double dur_ms;
 
 	if (lg.acc_fd < 0)
@@ -178,13 +178,17 @@ void log_access(struct conn *c, struct request *r)
 	ktls_field(c, mode, sizeof(mode));
 	if (json) {
 		strftime(tbuf, sizeof(tbuf), "%Y-%m-%dT%H:%M:%S%z", &tm);
-		put(&l, "{\"time\":\"%s\",\"client\":\"%s\",\"server\":\"%s\","
-		    "\"method\":\"", tbuf, c->peer, server);
+		put(&l,
+		    "{\"time\":\"%s\",\"client\":\"%s\",\"server\":\"%s\","
+		    "\"method\":\"",
+		    tbuf, c->peer, server);
 		put_esc(&l, r->method_str, 1);
 		put(&l, "\",\"uri\":\"");
 		put_esc(&l, r->target, 1);
-		put(&l, "\",\"protocol\":\"HTTP/%d.%d\",\"status\":%d,"
-		    "\"bytes\":%llu,\"duration_ms\":%.3f,\"tls_version\":\"%s\","
+		put(&l,
+		    "\",\"protocol\":\"HTTP/%d.%d\",\"status\":%d,"
+		    "\"bytes\":%llu,\"duration_ms\":%.3f,\"tls_version\":\"%"
+		    "s\","
 		    "\"tls_cipher\":\"%s\",\"ktls\":\"%s\",\"user_agent\":\"",
 		    r->http_major, r->http_minor, r->status, sent, dur_ms,
 		    tls_version(c), tls_cipher(c), mode);
@@ -196,8 +200,8 @@ void log_access(struct conn *c, struct request *r)
 		put_esc(&l, r->method_str, 0);
 		put(&l, " ");
 		put_esc(&l, r->target, 0);
-		put(&l, " HTTP/%d.%d\" %d %llu \"", r->http_major, r->http_minor,
-		    r->status, sent);
+		put(&l, " HTTP/%d.%d\" %d %llu \"", r->http_major,
+		    r->http_minor, r->status, sent);
 		put_esc(&l, r->referer, 0);
 		put(&l, "\" \"");
 		put_esc(&l, r->user_agent, 0);

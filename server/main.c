@@ -21,14 +21,13 @@
 #include <unistd.h>
 #include <zlib.h>
 
-
-
 static void usage(void)
 {
-	fprintf(stderr, "usage: kttpd [-t] [-v] [-c config]\n"
-			"  -c FILE  config file (default /etc/kttpd/kttpd.conf)\n"
-			"  -t       check the config and exit 0 (valid) or 1\n"
-			"  -v       print version and libraries, then exit\n");
+	fprintf(stderr,
+	    "usage: kttpd [-t] [-v] [-c config]\n"
+	    "  -c FILE  config file (default /etc/kttpd/kttpd.conf)\n"
+	    "  -t       check the config and exit 0 (valid) or 1\n"
+	    "  -v       print version and libraries, then exit\n");
 }
 
 static void version(void)
@@ -91,13 +90,13 @@ static struct config *reload(struct config *cur)
 
 	if (cfg == NULL) {
 		log_error("reload: %s is invalid; still serving the previous "
-			  "config",
+		          "config",
 		    cur->path);
 		return cur;
 	}
 	if (listeners_sync(cfg) < 0) {
 		log_error("reload: cannot listen; still serving the previous "
-			  "config");
+		          "config");
 		config_unref(cfg);
 		return cur;
 	}
@@ -131,8 +130,8 @@ static int signal_loop(struct config *cfg)
 		} else
 			break;
 	}
-	log_info("%s: stopping; in-flight responses get %lds",
-	    strsignal(sig), cfg->shutdown_timeout);
+	log_info("%s: stopping; in-flight responses get %lds", strsignal(sig),
+	    cfg->shutdown_timeout);
 	worker_stop_all();
 	worker_join_all();
 	if (*cfg->pid_file)
@@ -151,18 +150,10 @@ int main(int argc, char **argv)
 
 	while ((opt = getopt(argc, argv, "c:tvh")) != -1) {
 		switch (opt) {
-		case 'c':
-			path = optarg;
-			break;
-		case 't':
-			test = 1;
-			break;
-		case 'v':
-			version();
-			return 0;
-		default:
-			usage();
-			return opt == 'h' ? 0 : 2;
+		case 'c': path = optarg; break;
+		case 't': test = 1; break;
+		case 'v': version(); return 0;
+		default: usage(); return opt == 'h' ? 0 : 2;
 		}
 	}
 	if (tls_init() < 0) {

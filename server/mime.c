@@ -26,20 +26,34 @@ struct mime {
 };
 
 static const char *const builtin[][2] = {
-	{ "html", "text/html" }, { "htm", "text/html" },
-	{ "css", "text/css" }, { "js", "text/javascript" },
-	{ "mjs", "text/javascript" }, { "json", "application/json" },
-	{ "txt", "text/plain" }, { "xml", "application/xml" },
-	{ "svg", "image/svg+xml" }, { "png", "image/png" },
-	{ "jpg", "image/jpeg" }, { "jpeg", "image/jpeg" },
-	{ "gif", "image/gif" }, { "webp", "image/webp" },
-	{ "avif", "image/avif" }, { "ico", "image/x-icon" },
-	{ "woff", "font/woff" }, { "woff2", "font/woff2" },
-	{ "wasm", "application/wasm" }, { "pdf", "application/pdf" },
-	{ "mp4", "video/mp4" }, { "webm", "video/webm" },
-	{ "mp3", "audio/mpeg" }, { "m3u8", "application/vnd.apple.mpegurl" },
-	{ "ts", "video/mp2t" }, { "gz", "application/gzip" },
-	{ "zip", "application/zip" }, { "tar", "application/x-tar" },
+	{ "html", "text/html" },
+	{ "htm", "text/html" },
+	{ "css", "text/css" },
+	{ "js", "text/javascript" },
+	{ "mjs", "text/javascript" },
+	{ "json", "application/json" },
+	{ "txt", "text/plain" },
+	{ "xml", "application/xml" },
+	{ "svg", "image/svg+xml" },
+	{ "png", "image/png" },
+	{ "jpg", "image/jpeg" },
+	{ "jpeg", "image/jpeg" },
+	{ "gif", "image/gif" },
+	{ "webp", "image/webp" },
+	{ "avif", "image/avif" },
+	{ "ico", "image/x-icon" },
+	{ "woff", "font/woff" },
+	{ "woff2", "font/woff2" },
+	{ "wasm", "application/wasm" },
+	{ "pdf", "application/pdf" },
+	{ "mp4", "video/mp4" },
+	{ "webm", "video/webm" },
+	{ "mp3", "audio/mpeg" },
+	{ "m3u8", "application/vnd.apple.mpegurl" },
+	{ "ts", "video/mp2t" },
+	{ "gz", "application/gzip" },
+	{ "zip", "application/zip" },
+	{ "tar", "application/x-tar" },
 };
 
 static uint64_t hash(const char *s)
@@ -81,7 +95,7 @@ static int add(struct mime *m, const char *ext, const char *type)
 	if ((m->n + 1) * 2 > m->cap && grow(m) < 0)
 		return -1;
 	for (i = hash(ext) & (m->cap - 1); m->tab[i].ext != NULL;
-	    i = (i + 1) & (m->cap - 1)) {
+	     i = (i + 1) & (m->cap - 1)) {
 		if (strcasecmp(m->tab[i].ext, ext) == 0) {
 			char *t = strdup(type);
 			if (t == NULL)
@@ -158,7 +172,7 @@ const char *mime_type(const struct mime *m, const char *path)
 	    (slash != NULL && dot < slash) || dot[1] == '\0')
 		return MIME_DEFAULT;
 	for (size_t i = hash(dot + 1) & (m->cap - 1); m->tab[i].ext != NULL;
-	    i = (i + 1) & (m->cap - 1))
+	     i = (i + 1) & (m->cap - 1))
 		if (strcasecmp(m->tab[i].ext, dot + 1) == 0)
 			return m->tab[i].type;
 	return MIME_DEFAULT;

@@ -96,7 +96,8 @@ int path_decode(const char *uri, size_t len, char *out, size_t outsz)
 	trailing = seg == o || strcmp(out + seg, ".") == 0 ||
 	    strcmp(out + seg, "..") == 0;
 
-	/* pass 2: canonicalize in place; the write head never passes the read */
+	/* pass 2: canonicalize in place; the write head never passes the read
+	 */
 	size_t r = 0, w = 0;
 	while (r < o) {
 		while (r < o && out[r] == '/')

@@ -29,8 +29,8 @@ static void skip_ows(const char **p, const char *end)
 		(*p)++;
 }
 
-enum range_result range_parse(const char *hdr, size_t len, uint64_t size,
-    uint64_t *first, uint64_t *last)
+enum range_result range_parse(
+    const char *hdr, size_t len, uint64_t size, uint64_t *first, uint64_t *last)
 {
 	const char *p = hdr, *end = hdr + len;
 	uint64_t a, b;

@@ -13,8 +13,8 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-static struct span url_field(const struct request *r,
-    const struct http_parser_url *u, int f)
+static struct span url_field(
+    const struct request *r, const struct http_parser_url *u, int f)
 {
 	struct span s = { NULL, 0 };
 
@@ -52,7 +52,8 @@ void req_dispatch(struct conn *c, struct request *r)
 	if (host.p != NULL) {
 		struct vhost *vh = config_vhost_by_name(c->la, host.p, host.n);
 		if (vh != NULL && vh != c->vh && c->mode.tls) {
-			r->status = 421; /* not the server this session is for */
+			r->status = 421; /* not the server this session is for
+			                  */
 			return;
 		}
 		if (vh != NULL)

@@ -35,8 +35,8 @@ static const unsigned char alpn_h1[] = "\x08http/1.1";
 int tls_init(void)
 {
 	conn_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
-	if (conn_idx < 0 || RAND_bytes((unsigned char *)&ticket_key,
-				sizeof(ticket_key)) != 1)
+	if (conn_idx < 0 ||
+	    RAND_bytes((unsigned char *)&ticket_key, sizeof(ticket_key)) != 1)
 		return -1;
 	return 0;
 }
@@ -46,10 +46,10 @@ void tls_ktls_probe(struct config *cfg)
 	kernel_ok = sys_ktls_probe(cfg->ktls, kernel_why, sizeof(kernel_why));
 	if (!cfg->ktls)
 		log_info("ktls: disabled by config (ktls = false); TLS stays "
-			 "in userspace");
+		         "in userspace");
 	else if (kernel_ok)
 		log_info("ktls: available: %s; sessions go to the kernel after "
-			 "the handshake",
+		         "the handshake",
 		    kernel_why);
 	else
 		log_info("ktls: unavailable: %s; TLS stays in userspace",
@@ -74,12 +74,13 @@ void *tls_ctx_new(const struct tls_params *tp, char *err, size_t errlen)
 		ssl_err(err, errlen, "SSL_CTX_new");
 		return NULL;
 	}
-	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION |
-	    SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_COMPRESSION);
+	SSL_CTX_set_options(ctx,
+	    SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
+	        SSL_OP_NO_COMPRESSION);
 	/* release buffers while idle; SSL_write may be retried from a
 	 * different address (our chunk buffer is reused) */
-	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS |
-	    SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	SSL_CTX_set_mode(ctx,
+	    SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 	if (!SSL_CTX_set_min_proto_version(ctx, tp->min) ||
 	    !SSL_CTX_set_max_proto_version(ctx, tp->max)) {
 		ssl_err(err, errlen, "protocols");
@@ -141,10 +142,10 @@ static int client_hello_cb(SSL *ssl, int *alert, void *arg)
 	c->vh = vh;
 	SSL_set_SSL_CTX(ssl, vh->ssl_ctx);
 	/* SSL_set_SSL_CTX swaps the certificate only; the rest by hand */
-	SSL_set_min_proto_version(ssl,
-	    SSL_CTX_get_min_proto_version((SSL_CTX *)vh->ssl_ctx));
-	SSL_set_max_proto_version(ssl,
-	    SSL_CTX_get_max_proto_version((SSL_CTX *)vh->ssl_ctx));
+	SSL_set_min_proto_version(
+	    ssl, SSL_CTX_get_min_proto_version((SSL_CTX *)vh->ssl_ctx));
+	SSL_set_max_proto_version(
+	    ssl, SSL_CTX_get_max_proto_version((SSL_CTX *)vh->ssl_ctx));
 	SSL_set_options(ssl, SSL_CTX_get_options((SSL_CTX *)vh->ssl_ctx));
 	SSL_set_cipher_list(ssl, vh->tls_ciphers);
 	SSL_set_ciphersuites(ssl, vh->tls_suites);
@@ -159,9 +160,9 @@ static int alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
 
 	(void)arg;
 	if (SSL_select_next_proto((unsigned char **)out, outlen,
-		h2 ? alpn_h2 : alpn_h1,
-		h2 ? sizeof(alpn_h2) - 1 : sizeof(alpn_h1) - 1, in,
-		inlen) == OPENSSL_NPN_NEGOTIATED)
+	        h2 ? alpn_h2 : alpn_h1,
+	        h2 ? sizeof(alpn_h2) - 1 : sizeof(alpn_h1) - 1, in,
+	        inlen) == OPENSSL_NPN_NEGOTIATED)
 		return SSL_TLSEXT_ERR_OK;
 	return SSL_TLSEXT_ERR_NOACK; /* no common protocol: go on without */
 }
@@ -172,8 +173,8 @@ static int ticket_cb(SSL *ssl, unsigned char *name, unsigned char *iv,
 	OSSL_PARAM params[] = {
 		OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY,
 		    ticket_key.hmac, sizeof(ticket_key.hmac)),
-		OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
-		    (char *)"SHA256", 0),
+		OSSL_PARAM_construct_utf8_string(
+		    OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
 		OSSL_PARAM_construct_end(),
 	};
 
@@ -182,11 +183,10 @@ static int ticket_cb(SSL *ssl, unsigned char *name, unsigned char *iv,
 		memcpy(name, ticket_key.name, sizeof(ticket_key.name));
 		if (RAND_bytes(iv, EVP_MAX_IV_LENGTH) != 1)
 			return -1;
-	} else if (memcmp(name, ticket_key.name, sizeof(ticket_key.name)) !=
-	    0)
+	} else if (memcmp(name, ticket_key.name, sizeof(ticket_key.name)) != 0)
 		return 0; /* not ours: full handshake */
-	if (EVP_CipherInit_ex(ectx, EVP_aes_256_cbc(), NULL, ticket_key.aes,
-		iv, enc) != 1 ||
+	if (EVP_CipherInit_ex(
+	        ectx, EVP_aes_256_cbc(), NULL, ticket_key.aes, iv, enc) != 1 ||
 	    EVP_MAC_CTX_set_params(hctx, params) != 1)
 		return -1;
 	return 1;
@@ -215,8 +215,8 @@ int tls_vhost_setup(struct config *cfg, struct vhost *vh, void *sec)
 	SSL_CTX_set_client_hello_cb(ctx, client_hello_cb, NULL);
 	SSL_CTX_set_alpn_select_cb(ctx, alpn_cb, NULL);
 	/* a session resumes only on the server it was made for */
-	EVP_Digest(vh->name, strlen(vh->name), sid, &sidlen, EVP_sha256(),
-	    NULL);
+	EVP_Digest(
+	    vh->name, strlen(vh->name), sid, &sidlen, EVP_sha256(), NULL);
 	SSL_CTX_set_session_id_context(ctx, sid, sidlen);
 	SSL_CTX_set_timeout(ctx, cfg->session_timeout);
 	if (cfg->session_cache > 0) {

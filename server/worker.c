@@ -81,8 +81,10 @@ static void accept_cb(evutil_socket_t lfd, short what, void *arg)
 		if (fd < 0) {
 			if (errno == EMFILE || errno == ENFILE ||
 			    errno == ENOBUFS || errno == ENOMEM) {
-				/* out of descriptors: pause instead of spinning */
-				struct timeval tv = { 0, KT_ACCEPT_PAUSE_MS * 1000 };
+				/* out of descriptors: pause instead of spinning
+				 */
+				struct timeval tv = { 0,
+					KT_ACCEPT_PAUSE_MS * 1000 };
 				log_warn("accept: %s; pausing %d ms",
 				    strerror(errno), KT_ACCEPT_PAUSE_MS);
 				accepting(w, 0);
@@ -92,7 +94,7 @@ static void accept_cb(evutil_socket_t lfd, short what, void *arg)
 		}
 		if (atomic_load(&kt_nconns) >= w->cfg->max_connections) {
 			log_debug("max_connections (%ld) reached: closing new "
-				  "connection",
+			          "connection",
 			    w->cfg->max_connections);
 			close(fd);
 			continue;
@@ -136,7 +138,7 @@ static void stop_timeout_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	log_warn("worker %d: shutdown_timeout passed with %d connections "
-		 "open; closing them",
+	         "open; closing them",
 	    w->id, w->nconns);
 	event_base_loopexit(w->base, NULL);
 }
@@ -192,15 +194,15 @@ static int worker_init(struct wslot *s, int id, struct config *cfg)
 	if (ec == NULL || pipe2(s->pipe, O_CLOEXEC | O_NONBLOCK) < 0)
 		goto fail;
 	/* one thread per base: no locks; coalesce del+add into one change */
-	event_config_set_flag(ec, EVENT_BASE_FLAG_NOLOCK |
-	    EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+	event_config_set_flag(
+	    ec, EVENT_BASE_FLAG_NOLOCK | EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
 	w->base = event_base_new_with_config(ec);
 	event_config_free(ec);
 	ec = NULL;
 	if (w->base == NULL)
 		goto fail;
-	w->cmd_ev = event_new(w->base, s->pipe[0], EV_READ | EV_PERSIST, cmd_cb,
-	    s);
+	w->cmd_ev = event_new(
+	    w->base, s->pipe[0], EV_READ | EV_PERSIST, cmd_cb, s);
 	w->pause_ev = evtimer_new(w->base, resume_cb, w);
 	w->stop_ev = evtimer_new(w->base, stop_timeout_cb, w);
 	if (w->cmd_ev == NULL || w->pause_ev == NULL || w->stop_ev == NULL ||
@@ -220,8 +222,8 @@ int worker_start_all(struct config *cfg)
 		return -1;
 	for (int i = 0; i < nslots; i++) {
 		if (worker_init(&slots[i], i, cfg) < 0 ||
-		    pthread_create(&slots[i].thr, NULL, worker_main, &slots[i]) !=
-			0) {
+		    pthread_create(
+		        &slots[i].thr, NULL, worker_main, &slots[i]) != 0) {
 			log_error("worker %d: cannot start", i);
 			return -1;
 		}

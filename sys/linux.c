@@ -28,7 +28,7 @@ static int ulp_has_tls(char *list, size_t len)
 	if (fgets(list, (int)len, f) != NULL) {
 		list[strcspn(list, "\n")] = '\0';
 		for (char *save, *t = strtok_r(list, " ", &save); t != NULL;
-		    t = strtok_r(NULL, " ", &save)) {
+		     t = strtok_r(NULL, " ", &save)) {
 			if (strcmp(t, "tls") == 0)
 				found = 1;
 			if (t != list)
@@ -70,7 +70,8 @@ int sys_ktls_probe(int try_load, char *why, size_t whylen)
 		r = ulp_has_tls(list, sizeof(list));
 	}
 	if (r < 0)
-		snprintf(why, whylen, "no /proc/sys/net/ipv4/tcp_available_ulp");
+		snprintf(
+		    why, whylen, "no /proc/sys/net/ipv4/tcp_available_ulp");
 	else if (r == 0)
 		snprintf(why, whylen,
 		    "kernel has no tls ULP (tcp_available_ulp: %s%s)",
@@ -89,13 +90,16 @@ int sys_tls_stat(struct sys_tls_stat *st)
 	} keys[] = {
 		{ "TlsCurrTxSw", offsetof(struct sys_tls_stat, curr_tx_sw) },
 		{ "TlsCurrRxSw", offsetof(struct sys_tls_stat, curr_rx_sw) },
-		{ "TlsCurrTxDevice", offsetof(struct sys_tls_stat, curr_tx_dev) },
-		{ "TlsCurrRxDevice", offsetof(struct sys_tls_stat, curr_rx_dev) },
+		{ "TlsCurrTxDevice",
+		    offsetof(struct sys_tls_stat, curr_tx_dev) },
+		{ "TlsCurrRxDevice",
+		    offsetof(struct sys_tls_stat, curr_rx_dev) },
 		{ "TlsTxSw", offsetof(struct sys_tls_stat, tx_sw) },
 		{ "TlsRxSw", offsetof(struct sys_tls_stat, rx_sw) },
 		{ "TlsTxDevice", offsetof(struct sys_tls_stat, tx_dev) },
 		{ "TlsRxDevice", offsetof(struct sys_tls_stat, rx_dev) },
-		{ "TlsDecryptError", offsetof(struct sys_tls_stat, decrypt_error) },
+		{ "TlsDecryptError",
+		    offsetof(struct sys_tls_stat, decrypt_error) },
 	};
 	char name[64];
 	unsigned long long v;
@@ -140,7 +144,7 @@ static int open_nofollow_walk(int dirfd, const char *rel, int flags)
 		} else
 			nfd = openat(fd, comp,
 			    next ? O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC
-				 : flags | O_NOFOLLOW);
+			         : flags | O_NOFOLLOW);
 		if (fd != dirfd)
 			close(fd);
 		if (nfd < 0)
@@ -175,8 +179,8 @@ int sys_open_beneath(int dirfd, const char *rel, int flags)
 int sys_listen(const struct sockaddr *sa, socklen_t len, int backlog)
 {
 	int one = 1;
-	int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-	    0);
+	int fd = socket(
+	    sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 
 	if (fd < 0)
 		return -1;

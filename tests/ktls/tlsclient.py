@@ -40,7 +40,6 @@ crypto.BIO_ctrl.restype, crypto.BIO_ctrl.argtypes = L, [P, I, L, P]
 crypto.BIO_test_flags.restype, crypto.BIO_test_flags.argtypes = I, [P, I]
 
 VERSIONS = {"TLSv1.2": 0x303, "TLSv1.3": 0x304}
-SSL_CTRL_SET_SESS_CACHE_MODE, SSL_SESS_CACHE_CLIENT = 44, 1
 SSL_CTRL_SET_TLSEXT_HOSTNAME = 55
 SSL_CTRL_SET_MIN_PROTO_VERSION, SSL_CTRL_SET_MAX_PROTO_VERSION = 123, 124
 SSL_OP_ENABLE_KTLS = 1 << 3
@@ -76,7 +75,8 @@ class Client:
         v = VERSIONS[version]
         ssl.SSL_CTX_ctrl(self.ctx, SSL_CTRL_SET_MIN_PROTO_VERSION, v, None)
         ssl.SSL_CTX_ctrl(self.ctx, SSL_CTRL_SET_MAX_PROTO_VERSION, v, None)
-        ssl.SSL_CTX_ctrl(self.ctx, SSL_CTRL_SET_SESS_CACHE_MODE, SSL_SESS_CACHE_CLIENT, None)
+        # No client session cache: SSL_CTX_free would flush it, and a flushed
+        # session is marked not resumable. session() hands sessions out instead.
         if ktls:
             ssl.SSL_CTX_set_options(self.ctx, SSL_OP_ENABLE_KTLS)
         if cipher and version == "TLSv1.3":
