@@ -44,6 +44,8 @@ static cfg_opt_t location_opts[] = {
 	CFG_STR_LIST("index", NULL, CFGF_NODEFAULT),
 	CFG_STR("cache_control", NULL, CFGF_NODEFAULT),
 	CFG_INT("expires", 0, CFGF_NODEFAULT),
+	CFG_BOOL("gzip", cfg_false, CFGF_NODEFAULT),
+	CFG_BOOL("gzip_static", cfg_false, CFGF_NODEFAULT),
 	CFG_END(),
 };
 
@@ -56,6 +58,8 @@ static cfg_opt_t server_opts[] = {
 	CFG_STR("cache_control", NULL, CFGF_NODEFAULT),
 	CFG_INT("expires", 0, CFGF_NONE),
 	CFG_BOOL("http2", cfg_true, CFGF_NONE),
+	CFG_BOOL("gzip", cfg_false, CFGF_NONE),
+	CFG_BOOL("gzip_static", cfg_false, CFGF_NONE),
 	CFG_SEC("location", location_opts,
 	    CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
 	CFG_END(),
@@ -89,6 +93,16 @@ static cfg_opt_t root_opts[] = {
 	CFG_INT("http2_max_streams", KT_DEF_H2_MAX_STREAMS, CFGF_NONE),
 	CFG_INT("http2_reset_burst", KT_DEF_H2_RESET_BURST, CFGF_NONE),
 	CFG_INT("http2_reset_rate", KT_DEF_H2_RESET_RATE, CFGF_NONE),
+	CFG_STR_LIST("gzip_types",
+	    "{\"text/html\",\"text/css\",\"text/plain\",\"text/javascript\","
+	    "\"application/javascript\",\"application/json\","
+	    "\"application/xml\",\"image/svg+xml\",\"text/xml\"}",
+	    CFGF_NONE),
+	CFG_STR("gzip_cache", "", CFGF_NONE),
+	CFG_INT("gzip_min_size", 256, CFGF_NONE),
+	CFG_INT("gzip_max_size", 1 << 20, CFGF_NONE),
+	CFG_INT("gzip_level", 6, CFGF_NONE),
+	CFG_INT("gzip_cache_size", 256 << 20, CFGF_NONE),
 	CFG_SEC("server", server_opts,
 	    CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
 	CFG_END(),
@@ -119,6 +133,10 @@ static const struct {
 	N(http2_max_streams, 1, 10000),
 	N(http2_reset_burst, 1, 1000000),
 	N(http2_reset_rate, 1, 1000000),
+	N(gzip_min_size, 0, 1L << 40),
+	N(gzip_max_size, 0, 1L << 40),
+	N(gzip_level, 1, 9),
+	N(gzip_cache_size, 1 << 20, 1L << 50),
 #undef N
 };
 
@@ -343,6 +361,36 @@ static int v_listen(cfg_t *cfg, cfg_opt_t *opt)
 	return 0;
 }
 
+/* The gzip cache folder: made if missing, and ours to write. */
+static int gzip_cache_set; /* seen while parsing: servers may use gzip */
+
+static int v_gzip_cache(cfg_t *cfg, cfg_opt_t *opt)
+{
+	const char *dir = cfg_opt_getnstr(opt, 0);
+
+	gzip_cache_set = *dir != '\0';
+	if (!gzip_cache_set)
+		return 0;
+	if ((mkdir(dir, 0750) < 0 && errno != EEXIST) ||
+	    access(dir, W_OK | X_OK) != 0) {
+		cfg_error(cfg, "gzip_cache \"%s\": %s", dir, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* gzip = true needs somewhere to keep what it makes. */
+static int v_gzip(cfg_t *cfg, cfg_opt_t *opt)
+{
+	if (cfg_opt_getnbool(opt, 0) && !gzip_cache_set) {
+		cfg_error(cfg,
+		    "gzip = true needs gzip_cache (a folder), set "
+		    "before the servers");
+		return -1;
+	}
+	return 0;
+}
+
 static int v_location(cfg_t *cfg, cfg_opt_t *opt)
 {
 	cfg_t *loc = cfg_opt_getnsec(opt, cfg_opt_size(opt) - 1);
@@ -508,6 +556,10 @@ static int location_fill(
 	l->cache_control = dup_or_null(cfg_getstr(src, "cache_control"));
 	src = loc && cfg_size(loc, "expires") ? loc : srv;
 	l->expires = cfg_getint(src, "expires");
+	src = loc && cfg_size(loc, "gzip") ? loc : srv;
+	l->gzip = cfg_getbool(src, "gzip");
+	src = loc && cfg_size(loc, "gzip_static") ? loc : srv;
+	l->gzip_static = cfg_getbool(src, "gzip_static");
 	return 0;
 }
 
@@ -624,6 +676,15 @@ static int globals_build(struct config *cfg, cfg_t *root)
 	    cfg->error_log == NULL || cfg->access_log == NULL ||
 	    cfg->mime_types == NULL)
 		return -1;
+	cfg->ngzip_types = (int)cfg_size(root, "gzip_types");
+	cfg->gzip_types = calloc((size_t)cfg->ngzip_types + 1, sizeof(char *));
+	cfg->gzip_cache = strdup(cfg_getstr(root, "gzip_cache"));
+	if (cfg->gzip_types == NULL || cfg->gzip_cache == NULL)
+		return -1;
+	for (int i = 0; i < cfg->ngzip_types; i++)
+		if ((cfg->gzip_types[i] = strdup(
+		         cfg_getnstr(root, "gzip_types", (unsigned)i))) == NULL)
+			return -1;
 	cfg->mime = mime_load(cfg->mime_types);
 	return cfg->mime == NULL ? -1 : 0;
 }
@@ -658,6 +719,10 @@ static void config_free(struct config *cfg)
 	free(cfg->listens);
 	free(cfg->vhosts);
 	mime_free(cfg->mime);
+	for (int i = 0; i < cfg->ngzip_types; i++)
+		free(cfg->gzip_types[i]);
+	free(cfg->gzip_types);
+	free(cfg->gzip_cache);
 	free(cfg->path);
 	free(cfg->user);
 	free(cfg->group);
@@ -743,7 +808,8 @@ struct config *config_load(const char *path)
 		"keepalive_requests", "handshake_timeout", "header_timeout",
 		"keepalive_timeout", "send_timeout", "shutdown_timeout",
 		"session_cache", "session_timeout", "http2_max_streams",
-		"http2_reset_burst", "http2_reset_rate", NULL };
+		"http2_reset_burst", "http2_reset_rate", "gzip_min_size",
+		"gzip_max_size", "gzip_level", "gzip_cache_size", NULL };
 	struct config *cfg = NULL;
 	cfg_t *root = cfg_init(root_opts, CFGF_NONE);
 	int r;
@@ -765,7 +831,11 @@ struct config *config_load(const char *path)
 	cfg_set_validate_func(root, "server|tls|protocols", v_protocols);
 	cfg_set_validate_func(root, "server|location", v_location);
 	cfg_set_validate_func(root, "server|location|root", v_directory);
+	cfg_set_validate_func(root, "gzip_cache", v_gzip_cache);
+	cfg_set_validate_func(root, "server|gzip", v_gzip);
+	cfg_set_validate_func(root, "server|location|gzip", v_gzip);
 
+	gzip_cache_set = 0;
 	r = parse_file(root, path);
 	if (r == CFG_FILE_ERROR) {
 		cfg_error(root, "%s: %s", path, strerror(errno));

@@ -73,8 +73,8 @@ static char *location_for(const char *path, struct span query)
 }
 
 /* A directory: its first index file that is a regular file. */
-static int open_index(struct request *r, const char *dir, int *fd,
-    struct stat *st, const char **name)
+static int open_index(
+    struct request *r, const char *dir, int *fd, struct stat *st, char **name)
 {
 	size_t dlen = strlen(dir);
 
@@ -88,11 +88,11 @@ static int open_index(struct request *r, const char *dir, int *fd,
 		memcpy(p, dir, dlen);
 		memcpy(p + dlen, r->loc->index[i], ilen + 1);
 		s = open_rel(r->loc, p, fd, st);
-		free(p);
 		if (s == 0 && S_ISREG(st->st_mode)) {
-			*name = r->loc->index[i];
+			*name = p;
 			return 0;
 		}
+		free(p);
 		if (s == 0)
 			close(*fd);
 		*fd = -1;
@@ -104,6 +104,7 @@ static int open_index(struct request *r, const char *dir, int *fd,
 
 void file_serve(struct request *r, const char *path, struct span query)
 {
+	char *index = NULL; /* the index file's path, when path is a dir */
 	const char *name = path;
 	struct stat st;
 	uint64_t first, last;
@@ -119,8 +120,9 @@ void file_serve(struct request *r, const char *path, struct span query)
 			s = r->location ? 301 : 500;
 			goto fail;
 		}
-		if ((s = open_index(r, path, &fd, &st, &name)) != 0)
+		if ((s = open_index(r, path, &fd, &st, &index)) != 0)
 			goto fail;
+		name = index;
 	} else if (!S_ISREG(st.st_mode)) {
 		close(fd);
 		s = 404;
@@ -131,12 +133,16 @@ void file_serve(struct request *r, const char *path, struct span query)
 		goto fail;
 	}
 
+	r->ctype = mime_type(r->vh->cfg->mime, name);
+	compress_choose(r, name, r->ctype, &fd, &st);
+	free(index);
 	r->fd = fd;
 	r->size = (uint64_t)st.st_size;
 	r->mtime = st.st_mtime;
-	r->ctype = mime_type(r->vh->cfg->mime, name);
-	snprintf(r->etag, sizeof(r->etag), "\"%llx-%llx\"",
-	    (unsigned long long)st.st_mtime, (unsigned long long)st.st_size);
+	/* each encoding is its own representation, with its own tag */
+	snprintf(r->etag, sizeof(r->etag), "\"%llx-%llx%s%s\"",
+	    (unsigned long long)st.st_mtime, (unsigned long long)st.st_size,
+	    r->encoding ? "-" : "", r->encoding ? r->encoding : "");
 	r->off = 0;
 	r->len = r->size;
 	if (cond_not_modified(r)) {

@@ -80,6 +80,7 @@ static struct span *value_slot(struct h1p *h)
 		K("if-range", if_range),
 		K("user-agent", user_agent),
 		K("referer", referer),
+		K("accept-encoding", accept_encoding),
 #undef K
 	};
 	struct span *slot;
@@ -338,6 +339,11 @@ static void respond(struct conn *c)
 			    (unsigned long long)r->off,
 			    (unsigned long long)(r->off + r->len - 1),
 			    (unsigned long long)r->size);
+		if (r->encoding)
+			append(c->wbuf, cap, &n, "Content-Encoding: %s\r\n",
+			    r->encoding);
+		if (r->vary)
+			append(c->wbuf, cap, &n, "Vary: Accept-Encoding\r\n");
 		if (l && l->cache_control)
 			append(c->wbuf, cap, &n, "Cache-Control: %s\r\n",
 			    l->cache_control);

@@ -46,7 +46,7 @@ struct stream {
 	size_t alen, acap;
 	struct {
 		size_t off, n;
-	} sp[9];   /* offsets until headers end */
+	} sp[10];  /* offsets until headers end */
 	char *mem; /* an error body */
 	size_t mem_len, mem_pos;
 };
@@ -80,14 +80,15 @@ enum {
 	SP_IMS,
 	SP_RANGE,
 	SP_IFRANGE,
-	SP_UA
+	SP_UA,
+	SP_AE
 };
 
 static struct span *slot_span(struct request *r, int i)
 {
 	struct span *map[] = { &r->method_str, &r->target, &r->host, NULL,
 		&r->if_none_match, &r->if_modified_since, &r->range,
-		&r->if_range, &r->user_agent };
+		&r->if_range, &r->user_agent, &r->accept_encoding };
 	return map[i];
 }
 
@@ -157,7 +158,7 @@ static int slot_for(const uint8_t *name, size_t n)
 {
 	static const char *const names[] = { ":method", ":path", ":authority",
 		"host", "if-none-match", "if-modified-since", "range",
-		"if-range", "user-agent" };
+		"if-range", "user-agent", "accept-encoding" };
 
 	for (int i = 0; i < (int)(sizeof(names) / sizeof(names[0])); i++)
 		if (strlen(names[i]) == n && memcmp(names[i], name, n) == 0)
@@ -293,7 +294,7 @@ static void respond(struct conn *c, struct stream *s)
 {
 	struct request *r = &s->r;
 	char status[4], clen[24], lm[40], exp[40], crange[80];
-	nghttp2_nv nv[14];
+	nghttp2_nv nv[16];
 	size_t n = 0;
 	nghttp2_data_provider prd = { .source.ptr = s,
 		.read_callback = read_body };
@@ -324,6 +325,10 @@ static void respond(struct conn *c, struct stream *s)
 			    (unsigned long long)r->size);
 			add_header(nv, &n, "content-range", crange);
 		}
+		if (r->encoding)
+			add_header(nv, &n, "content-encoding", r->encoding);
+		if (r->vary)
+			add_header(nv, &n, "vary", "accept-encoding");
 		if (l && l->cache_control)
 			add_header(nv, &n, "cache-control", l->cache_control);
 		if (l && l->expires > 0) {

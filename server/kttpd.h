@@ -63,6 +63,8 @@ struct location {
 	int nindex;
 	char *cache_control;
 	long expires;
+	int gzip;        /* on-the-fly gzip into the cache */
+	int gzip_static; /* precompressed .br / .gz siblings */
 };
 
 struct vhost {
@@ -108,6 +110,10 @@ struct config {
 	int session_tickets;
 	long session_cache, session_timeout;
 	long http2_max_streams, http2_reset_burst, http2_reset_rate;
+	char **gzip_types;
+	int ngzip_types;
+	char *gzip_cache;
+	long gzip_min_size, gzip_max_size, gzip_level, gzip_cache_size;
 	struct vhost *vhosts;
 	int nvhosts;
 	struct listen_addr *listens;
@@ -129,7 +135,7 @@ struct request {
 	/* parsed: pointers into the connection's input buffer */
 	enum kt_method method;
 	struct span method_str, target, host, if_none_match, if_modified_since,
-	    range, if_range, user_agent, referer;
+	    range, if_range, user_agent, referer, accept_encoding;
 	int http_major, http_minor;
 	int has_body;
 
@@ -141,10 +147,12 @@ struct request {
 	int status;
 	char *location; /* redirect target (malloc) */
 	const char *ctype;
-	int fd;            /* body file, -1 without */
-	uint64_t size;     /* file size */
-	uint64_t off, len; /* body range */
-	int partial;       /* 206: send Content-Range */
+	int fd;               /* body file, -1 without */
+	uint64_t size;        /* file size */
+	uint64_t off, len;    /* body range */
+	int partial;          /* 206: send Content-Range */
+	const char *encoding; /* Content-Encoding of the variant, or NULL */
+	int vary;             /* send Vary: Accept-Encoding */
 	time_t mtime;
 	char etag[48];
 
@@ -313,6 +321,11 @@ int cond_if_range(struct request *);
 size_t date_format(time_t, char *out, size_t outsz);
 int64_t date_mono_us(void);
 int date_parse(const char *s, size_t len, time_t *out);
+
+/* compress.c */
+int compress_accepts(struct span accept_encoding, const char *coding);
+void compress_choose(struct request *, const char *path, const char *ctype,
+    int *fd, struct stat *);
 
 /* file.c */
 void file_serve(struct request *, const char *path, struct span query);
