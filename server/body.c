@@ -128,6 +128,34 @@ static ssize_t file_out(struct conn *c, size_t len)
 	return OUT_ERROR;
 }
 
+/* Does anything follow what is in wbuf? */
+static int more_follows(const struct request *r)
+{
+	return r->len > 0 || r->next_part < r->nparts ||
+	    (r->nparts > 0 && !r->tail_sent);
+}
+
+/* Between the ranges of a multipart body: the next part's head, or the
+ * closing delimiter, into the drained wbuf. 0 when nothing is left. */
+static int next_piece(struct conn *c)
+{
+	struct request *r = c->req;
+
+	c->wpos = c->wlen = 0;
+	if (file_next_part(r)) {
+		struct part *p = &r->parts[r->next_part - 1];
+		memcpy(c->wbuf, p->head, p->head_len);
+		c->wlen = p->head_len;
+		return body_fill(c, KT_CHUNK - c->wlen) < 0 ? -1 : 1;
+	}
+	if (r->nparts > 0 && !r->tail_sent) {
+		r->tail_sent = 1;
+		c->wlen = file_tail(r, c->wbuf, KT_CHUNK);
+		return 1;
+	}
+	return 0;
+}
+
 enum body_result body_send(struct conn *c)
 {
 	struct request *r = c->req;
@@ -136,9 +164,15 @@ enum body_result body_send(struct conn *c)
 
 	for (;;) {
 		if (c->wpos < c->wlen)
-			n = buf_out(c, r->len > 0);
-		else if (r->len == 0)
-			return BODY_DONE;
+			n = buf_out(c, more_follows(r));
+		else if (r->len == 0) {
+			int k = next_piece(c);
+			if (k < 0)
+				return BODY_ERROR;
+			if (k == 0)
+				return BODY_DONE;
+			continue;
+		}
 		else if (turn >= TURN_BYTES)
 			return BODY_AGAIN_WRITE; /* writable: back next turn */
 		else if (c->mode.ktls_tx || !c->ssl) {

@@ -102,12 +102,89 @@ static int open_index(
 	return 403; /* no index, and listings are off */
 }
 
+/* The multipart body's closing delimiter. */
+size_t file_tail(struct request *r, char *out, size_t outsz)
+{
+	int n = snprintf(out, outsz, "\r\n--%s--\r\n", r->boundary);
+
+	return n < 0 ? 0 : (size_t)n;
+}
+
+/* Move to the next part: its range becomes the current one. 0 when none. */
+int file_next_part(struct request *r)
+{
+	struct part *p;
+
+	if (r->next_part >= r->nparts)
+		return 0;
+	p = &r->parts[r->next_part++];
+	r->off = p->off;
+	r->len = p->len;
+	r->part_pos = 0;
+	return 1;
+}
+
+/* Several ranges: part headers in one block, and the total length. */
+static int multipart(struct request *r, const struct brange *br, int n)
+{
+	size_t each = 160 + strlen(r->ctype), used = 0;
+	char tail[64], *block;
+
+	snprintf(r->boundary, sizeof(r->boundary), "%08x%08x",
+	    (unsigned)random(), (unsigned)random());
+	r->parts = calloc((size_t)n, sizeof(*r->parts));
+	block = malloc(each * (size_t)n);
+	r->ctype_buf = malloc(64);
+	if (r->parts == NULL || block == NULL || r->ctype_buf == NULL) {
+		free(block);
+		return -1;
+	}
+	snprintf(r->ctype_buf, 64, "multipart/byteranges; boundary=%s",
+	    r->boundary);
+	r->clen = 0;
+	for (int i = 0; i < n; i++) {
+		struct part *p = &r->parts[i];
+		p->head = block + used;
+		p->head_len = (size_t)snprintf(p->head, each,
+		    "\r\n--%s\r\nContent-Type: %s\r\n"
+		    "Content-Range: bytes %llu-%llu/%llu\r\n\r\n",
+		    r->boundary, r->ctype, (unsigned long long)br[i].first,
+		    (unsigned long long)br[i].last, (unsigned long long)r->size);
+		used += p->head_len;
+		p->off = br[i].first;
+		p->len = br[i].last - br[i].first + 1;
+		r->clen += p->head_len + p->len;
+	}
+	r->nparts = n;
+	r->clen += file_tail(r, tail, sizeof(tail));
+	r->ctype = r->ctype_buf;
+	r->off = r->len = 0; /* the writers start with part 0's head */
+	return 0;
+}
+
+static void ranges(struct request *r)
+{
+	int max = (int)r->vh->cfg->max_ranges;
+	struct brange br[max];
+	int n = range_parse_set(r->range.p, r->range.n, r->size, br, max);
+
+	if (n < 0) {
+		r->status = 416;
+	} else if (n == 1) {
+		r->status = 206;
+		r->partial = 1;
+		r->off = br[0].first;
+		r->clen = r->len = br[0].last - br[0].first + 1;
+	} else if (n > 1) {
+		r->status = multipart(r, br, n) == 0 ? 206 : 500;
+	}
+}
+
 void file_serve(struct request *r, const char *path, struct span query)
 {
 	char *index = NULL; /* the index file's path, when path is a dir */
 	const char *name = path;
 	struct stat st;
-	uint64_t first, last;
 	int fd, s;
 
 	r->loc = config_location(r->vh, path);
@@ -144,24 +221,14 @@ void file_serve(struct request *r, const char *path, struct span query)
 	    (unsigned long long)st.st_mtime, (unsigned long long)st.st_size,
 	    r->encoding ? "-" : "", r->encoding ? r->encoding : "");
 	r->off = 0;
-	r->len = r->size;
+	r->clen = r->len = r->size;
 	if (cond_not_modified(r)) {
 		r->status = 304;
 		return;
 	}
 	r->status = 200;
-	if (r->range.p == NULL || !cond_if_range(r))
-		return;
-	switch (range_parse(r->range.p, r->range.n, r->size, &first, &last)) {
-	case RANGE_OK:
-		r->status = 206;
-		r->partial = 1;
-		r->off = first;
-		r->len = last - first + 1;
-		break;
-	case RANGE_UNSATISFIABLE: r->status = 416; break;
-	case RANGE_NONE: break;
-	}
+	if (r->range.p != NULL && cond_if_range(r))
+		ranges(r);
 	return;
 fail:
 	r->status = s;

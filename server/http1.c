@@ -330,7 +330,7 @@ static void respond(struct conn *c)
 			append(c->wbuf, cap, &n,
 			    "Content-Type: %s\r\nContent-Length: %llu\r\n"
 			    "Accept-Ranges: bytes\r\n",
-			    r->ctype, (unsigned long long)r->len);
+			    r->ctype, (unsigned long long)r->clen);
 		append(c->wbuf, cap, &n, "Last-Modified: %s\r\nETag: %s\r\n",
 		    date, r->etag);
 		if (r->partial)
@@ -382,8 +382,10 @@ static void respond(struct conn *c)
 	c->wlen = n;
 	c->wpos = 0;
 	r->head_len = n - (head || file ? 0 : errlen);
-	if (!file || head)
+	if (!file || head) {
 		r->len = 0;
+		r->nparts = 0;
+	}
 	else if (body_fill(c, cap - n) < 0) {
 		conn_close(c);
 		return;

@@ -213,6 +213,36 @@ static void add_header(
 	(*n)++;
 }
 
+/* Between ranges of a multipart body: a part head or the closing
+ * delimiter, copied into the frame (its file bytes go by NO_COPY). */
+static ssize_t multipart_piece(
+    struct stream *s, uint8_t *buf, size_t length, uint32_t *flags)
+{
+	struct request *r = &s->r;
+	char tail[64];
+	const char *src;
+	size_t len, n;
+
+	if (r->next_part < r->nparts) {
+		src = r->parts[r->next_part].head;
+		len = r->parts[r->next_part].head_len;
+	} else {
+		src = tail;
+		len = file_tail(r, tail, sizeof(tail));
+	}
+	n = len - r->part_pos < length ? len - r->part_pos : length;
+	memcpy(buf, src + r->part_pos, n);
+	r->part_pos += n;
+	r->sent += n;
+	if (r->part_pos == len) {
+		if (r->next_part < r->nparts)
+			file_next_part(r); /* its range is next */
+		else
+			*flags |= NGHTTP2_DATA_FLAG_EOF;
+	}
+	return (ssize_t)n;
+}
+
 static ssize_t read_body(nghttp2_session *ng, int32_t id, uint8_t *buf,
     size_t length, uint32_t *flags, nghttp2_data_source *src, void *arg)
 {
@@ -232,12 +262,14 @@ static ssize_t read_body(nghttp2_session *ng, int32_t id, uint8_t *buf,
 			*flags |= NGHTTP2_DATA_FLAG_EOF;
 		return (ssize_t)n;
 	}
+	if (s->r.nparts > 0 && s->r.len == 0)
+		return multipart_piece(s, buf, length, flags);
 	n = length < H2_PAYLOAD ? length : H2_PAYLOAD;
 	if (s->r.len < n)
 		n = (size_t)s->r.len;
 	(void)c;
 	*flags |= NGHTTP2_DATA_FLAG_NO_COPY;
-	if (n == s->r.len)
+	if (n == s->r.len && s->r.nparts == 0)
 		*flags |= NGHTTP2_DATA_FLAG_EOF;
 	return (ssize_t)n;
 }
@@ -310,7 +342,7 @@ static void respond(struct conn *c, struct stream *s)
 		struct location *l = r->loc;
 		if (file) {
 			snprintf(clen, sizeof(clen), "%llu",
-			    (unsigned long long)r->len);
+			    (unsigned long long)r->clen);
 			add_header(nv, &n, "content-type", r->ctype);
 			add_header(nv, &n, "content-length", clen);
 			add_header(nv, &n, "accept-ranges", "bytes");
@@ -357,7 +389,7 @@ static void respond(struct conn *c, struct stream *s)
 			add_header(nv, &n, "location", r->location);
 		body = body && s->mem != NULL;
 	}
-	if (file && r->len == 0)
+	if (file && r->clen == 0)
 		body = 0;
 	nghttp2_submit_response(c->h2->ng, s->id, nv, n, body ? &prd : NULL);
 }

@@ -105,6 +105,7 @@ struct config {
 	int ktls;
 	long max_connections, max_request_head, max_uri, max_headers;
 	long keepalive_requests;
+	long max_ranges;
 	long handshake_timeout, header_timeout, keepalive_timeout;
 	long send_timeout, shutdown_timeout;
 	int session_tickets;
@@ -125,6 +126,17 @@ struct config {
 /* A request, independent of HTTP/1 or HTTP/2.                         */
 
 enum kt_method { M_GET, M_HEAD, M_OTHER };
+
+struct brange {
+	uint64_t first, last;
+};
+
+/* One part of a multipart/byteranges body: its header, then its bytes. */
+struct part {
+	char *head; /* "\r\n--boundary\r\nContent-Type..." */
+	size_t head_len;
+	uint64_t off, len;
+};
 
 struct span {
 	const char *p;
@@ -151,6 +163,12 @@ struct request {
 	uint64_t size;        /* file size */
 	uint64_t off, len;    /* body range */
 	int partial;          /* 206: send Content-Range */
+	uint64_t clen;        /* Content-Length */
+	struct part *parts;   /* several ranges: multipart/byteranges */
+	int nparts, next_part, tail_sent;
+	size_t part_pos; /* HTTP/2: bytes of the current part head sent */
+	char boundary[24];
+	char *ctype_buf; /* multipart's Content-Type */
 	const char *encoding; /* Content-Encoding of the variant, or NULL */
 	int vary;             /* send Vary: Accept-Encoding */
 	time_t mtime;
@@ -309,6 +327,8 @@ int path_hidden(const char *path);
 
 /* range.c */
 enum range_result { RANGE_NONE, RANGE_OK, RANGE_UNSATISFIABLE };
+int range_parse_set(const char *hdr, size_t len, uint64_t size,
+    struct brange *out, int max);
 enum range_result range_parse(const char *hdr, size_t len, uint64_t size,
     uint64_t *first, uint64_t *last);
 
@@ -329,6 +349,8 @@ void compress_choose(struct request *, const char *path, const char *ctype,
 
 /* file.c */
 void file_serve(struct request *, const char *path, struct span query);
+int file_next_part(struct request *);
+size_t file_tail(struct request *, char *out, size_t outsz);
 
 /* body.c */
 enum body_result { BODY_DONE, BODY_AGAIN_WRITE, BODY_AGAIN_READ, BODY_ERROR };

@@ -78,6 +78,10 @@ void req_free(struct request *r)
 	if (r->fd >= 0)
 		close(r->fd);
 	free(r->location);
+	if (r->parts != NULL)
+		free(r->parts[0].head); /* one block for every part head */
+	free(r->parts);
+	free(r->ctype_buf);
 	free(r);
 }
 
