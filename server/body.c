@@ -33,6 +33,16 @@ int body_fill(struct conn *c, size_t room)
 	size_t want = r->len < room ? (size_t)r->len : room;
 	ssize_t n;
 
+	if (r->mem_off < r->mem_len) { /* a body from memory: copy */
+		size_t k = r->mem_len - r->mem_off < room ? r->mem_len - r->mem_off
+							  : room;
+		memcpy(c->wbuf + c->wlen, r->mem + r->mem_off, k);
+		c->wlen += k;
+		r->mem_off += k;
+		return 0;
+	}
+
+
 	/* under kTLS and on plain TCP only a body that fits whole is read */
 	if (want == 0 || (want < r->len && (c->mode.ktls_tx || !c->ssl)))
 		return 0;
@@ -132,7 +142,7 @@ static ssize_t file_out(struct conn *c, size_t len)
 static int more_follows(const struct request *r)
 {
 	return r->len > 0 || r->next_part < r->nparts ||
-	    (r->nparts > 0 && !r->tail_sent);
+	    (r->nparts > 0 && !r->tail_sent) || r->mem_off < r->mem_len;
 }
 
 /* Between the ranges of a multipart body: the next part's head, or the
@@ -153,6 +163,8 @@ static int next_piece(struct conn *c)
 		c->wlen = file_tail(r, c->wbuf, KT_CHUNK);
 		return 1;
 	}
+	if (r->mem_off < r->mem_len)
+		return body_fill(c, KT_CHUNK) < 0 ? -1 : 1;
 	return 0;
 }
 

@@ -307,32 +307,30 @@ static void append(char *buf, size_t cap, size_t *n, const char *fmt, ...)
 static void respond(struct conn *c)
 {
 	struct request *r = c->req;
-	char date[40], err[512];
-	size_t n = 0, cap = KT_CHUNK, errlen = 0;
+	char date[40];
+	size_t n = 0, cap = KT_CHUNK;
 	int file = r->fd >= 0 && (r->status == 200 || r->status == 206);
-	int head = r->method == M_HEAD;
+	int body = r->method != M_HEAD && r->status != 304;
+	struct location *l = r->loc;
 
 	if (c->wbuf == NULL && (c->wbuf = malloc(KT_CHUNK)) == NULL) {
 		conn_close(c);
 		return;
 	}
-	if (!file && r->status != 304)
-		errlen = req_error_body(r->status, err, sizeof(err));
 	append(c->wbuf, cap, &n, "HTTP/1.1 %d %s\r\n", r->status,
 	    req_reason(r->status));
 	if (c->cfg->server_tokens)
 		append(c->wbuf, cap, &n, "Server: kttpd\r\n");
 	append(c->wbuf, cap, &n, "Date: %s\r\n", worker_date(c->w));
+	if (r->status != 304)
+		append(c->wbuf, cap, &n,
+		    "Content-Type: %s\r\nContent-Length: %llu\r\n", r->ctype,
+		    (unsigned long long)r->clen);
 	if (file || r->status == 304) {
-		struct location *l = r->loc;
 		date_format(r->mtime, date, sizeof(date));
-		if (file)
-			append(c->wbuf, cap, &n,
-			    "Content-Type: %s\r\nContent-Length: %llu\r\n"
-			    "Accept-Ranges: bytes\r\n",
-			    r->ctype, (unsigned long long)r->clen);
-		append(c->wbuf, cap, &n, "Last-Modified: %s\r\nETag: %s\r\n",
-		    date, r->etag);
+		append(c->wbuf, cap, &n,
+		    "%sLast-Modified: %s\r\nETag: %s\r\n",
+		    file ? "Accept-Ranges: bytes\r\n" : "", date, r->etag);
 		if (r->partial)
 			append(c->wbuf, cap, &n,
 			    "Content-Range: bytes %llu-%llu/%llu\r\n",
@@ -348,24 +346,17 @@ static void respond(struct conn *c)
 			append(c->wbuf, cap, &n, "Cache-Control: %s\r\n",
 			    l->cache_control);
 		if (l && l->expires > 0) {
-			date_format(
-			    time(NULL) + l->expires, date, sizeof(date));
+			date_format(time(NULL) + l->expires, date, sizeof(date));
 			append(c->wbuf, cap, &n, "Expires: %s\r\n", date);
 		}
-	} else {
-		append(c->wbuf, cap, &n,
-		    "Content-Type: text/html\r\nContent-Length: %zu\r\n",
-		    errlen);
-		if (r->status == 416)
-			append(c->wbuf, cap, &n,
-			    "Content-Range: bytes */%llu\r\n",
-			    (unsigned long long)r->size);
-		if (r->status == 405)
-			append(c->wbuf, cap, &n, "Allow: GET, HEAD\r\n");
-		if (r->location)
-			append(
-			    c->wbuf, cap, &n, "Location: %s\r\n", r->location);
 	}
+	if (r->status == 416)
+		append(c->wbuf, cap, &n, "Content-Range: bytes */%llu\r\n",
+		    (unsigned long long)r->size);
+	if (r->status == 405)
+		append(c->wbuf, cap, &n, "Allow: GET, HEAD\r\n");
+	if (r->location)
+		append(c->wbuf, cap, &n, "Location: %s\r\n", r->location);
 	if (!c->keepalive)
 		append(c->wbuf, cap, &n, "Connection: close\r\n");
 	else if (r->http_minor == 0)
@@ -376,17 +367,15 @@ static void respond(struct conn *c)
 		conn_close(c);
 		return;
 	}
-	if (!head && !file)
-		memcpy(c->wbuf + n, err, errlen < cap - n ? errlen : cap - n),
-		    n += errlen < cap - n ? errlen : cap - n;
-	c->wlen = n;
+	c->wlen = r->head_len = n;
 	c->wpos = 0;
-	r->head_len = n - (head || file ? 0 : errlen);
-	if (!file || head) {
+	if (!body || !file) { /* a memory body, if any, is not a file's */
 		r->len = 0;
 		r->nparts = 0;
 	}
-	else if (body_fill(c, cap - n) < 0) {
+	if (!body)
+		r->mem_off = r->mem_len;
+	if (body_fill(c, cap - n) < 0) {
 		conn_close(c);
 		return;
 	}
@@ -417,6 +406,7 @@ static void request(struct conn *c, size_t len, int status)
 		req_dispatch(c, r);
 	else
 		r->status = status;
+	req_finish(r);
 	/* after a malformed request we cannot trust where the next starts */
 	if (r->has_body || r->status == 400 || r->status >= 414 ||
 	    c->w->stopping || c->nreq >= (unsigned)c->cfg->keepalive_requests ||

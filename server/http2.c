@@ -47,8 +47,6 @@ struct stream {
 	struct {
 		size_t off, n;
 	} sp[10];  /* offsets until headers end */
-	char *mem; /* an error body */
-	size_t mem_len, mem_pos;
 };
 
 struct seg {
@@ -123,11 +121,8 @@ static void stream_free(struct conn *c, struct stream *s)
 	TAILQ_REMOVE(&c->h2->streams, s, link);
 	if (s->r.status != 0)
 		log_access(c, &s->r);
-	if (s->r.fd >= 0)
-		close(s->r.fd);
-	free(s->r.location);
+	req_release(&s->r);
 	free(s->arena);
-	free(s->mem);
 	free(s);
 }
 
@@ -252,13 +247,14 @@ static ssize_t read_body(nghttp2_session *ng, int32_t id, uint8_t *buf,
 
 	(void)ng;
 	(void)id;
-	if (s->mem != NULL) { /* error page: copied */
-		n = s->mem_len - s->mem_pos;
+	if (s->r.mem != NULL) { /* a body from memory: copied */
+		struct request *r = &s->r;
+		n = r->mem_len - r->mem_off;
 		n = n < length ? n : length;
-		memcpy(buf, s->mem + s->mem_pos, n);
-		s->mem_pos += n;
-		s->r.sent += n;
-		if (s->mem_pos == s->mem_len)
+		memcpy(buf, r->mem + r->mem_off, n);
+		r->mem_off += n;
+		r->sent += n;
+		if (r->mem_off == r->mem_len)
 			*flags |= NGHTTP2_DATA_FLAG_EOF;
 		return (ssize_t)n;
 	}
@@ -331,22 +327,22 @@ static void respond(struct conn *c, struct stream *s)
 	nghttp2_data_provider prd = { .source.ptr = s,
 		.read_callback = read_body };
 	int file = r->fd >= 0 && (r->status == 200 || r->status == 206);
-	int body = r->method != M_HEAD && r->status != 304;
+	int body = r->method != M_HEAD && r->status != 304 && r->clen > 0;
+	struct location *l = r->loc;
 
 	snprintf(status, sizeof(status), "%d", r->status);
 	add_header(nv, &n, ":status", status);
 	if (c->cfg->server_tokens)
 		add_header(nv, &n, "server", "kttpd");
 	add_header(nv, &n, "date", worker_date(c->w));
+	if (r->status != 304) {
+		snprintf(clen, sizeof(clen), "%llu", (unsigned long long)r->clen);
+		add_header(nv, &n, "content-type", r->ctype);
+		add_header(nv, &n, "content-length", clen);
+	}
 	if (file || r->status == 304) {
-		struct location *l = r->loc;
-		if (file) {
-			snprintf(clen, sizeof(clen), "%llu",
-			    (unsigned long long)r->clen);
-			add_header(nv, &n, "content-type", r->ctype);
-			add_header(nv, &n, "content-length", clen);
+		if (file)
 			add_header(nv, &n, "accept-ranges", "bytes");
-		}
 		date_format(r->mtime, lm, sizeof(lm));
 		add_header(nv, &n, "last-modified", lm);
 		add_header(nv, &n, "etag", r->etag);
@@ -367,30 +363,16 @@ static void respond(struct conn *c, struct stream *s)
 			date_format(time(NULL) + l->expires, exp, sizeof(exp));
 			add_header(nv, &n, "expires", exp);
 		}
-	} else {
-		char err[512];
-		s->mem_len = req_error_body(r->status, err, sizeof(err));
-		s->mem = malloc(s->mem_len);
-		if (s->mem == NULL)
-			s->mem_len = 0;
-		else
-			memcpy(s->mem, err, s->mem_len);
-		snprintf(clen, sizeof(clen), "%zu", s->mem_len);
-		add_header(nv, &n, "content-type", "text/html");
-		add_header(nv, &n, "content-length", clen);
-		if (r->status == 416) {
-			snprintf(crange, sizeof(crange), "bytes */%llu",
-			    (unsigned long long)r->size);
-			add_header(nv, &n, "content-range", crange);
-		}
-		if (r->status == 405)
-			add_header(nv, &n, "allow", "GET, HEAD");
-		if (r->location)
-			add_header(nv, &n, "location", r->location);
-		body = body && s->mem != NULL;
 	}
-	if (file && r->clen == 0)
-		body = 0;
+	if (r->status == 416) {
+		snprintf(crange, sizeof(crange), "bytes */%llu",
+		    (unsigned long long)r->size);
+		add_header(nv, &n, "content-range", crange);
+	}
+	if (r->status == 405)
+		add_header(nv, &n, "allow", "GET, HEAD");
+	if (r->location)
+		add_header(nv, &n, "location", r->location);
 	nghttp2_submit_response(c->h2->ng, s->id, nv, n, body ? &prd : NULL);
 }
 
@@ -419,6 +401,7 @@ static void request(struct conn *c, struct stream *s)
 		req_dispatch(c, r);
 	else
 		r->vh = c->vh;
+	req_finish(r);
 	respond(c, s);
 }
 

@@ -169,6 +169,8 @@ struct request {
 	size_t part_pos; /* HTTP/2: bytes of the current part head sent */
 	char boundary[24];
 	char *ctype_buf; /* multipart's Content-Type */
+	char *mem;       /* a body from memory: error page, listing, metrics */
+	size_t mem_len, mem_off;
 	const char *encoding; /* Content-Encoding of the variant, or NULL */
 	int vary;             /* send Vary: Accept-Encoding */
 	time_t mtime;
@@ -318,7 +320,10 @@ void h2_free(struct conn *);
 /* request.c */
 void req_dispatch(struct conn *, struct request *);
 void req_free(struct request *);
+void req_release(struct request *);
 const char *req_reason(int status);
+void req_finish(struct request *);
+int req_set_body(struct request *, char *mem, size_t len, const char *ctype);
 size_t req_error_body(int status, char *out, size_t outsz);
 
 /* path.c */

@@ -11,7 +11,17 @@
 #include <http_parser.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
+
+static char *memdup(const void *p, size_t n)
+{
+	char *d = malloc(n ? n : 1);
+
+	if (d != NULL)
+		memcpy(d, p, n);
+	return d;
+}
 
 static struct span url_field(
     const struct request *r, const struct http_parser_url *u, int f)
@@ -73,7 +83,8 @@ void req_dispatch(struct conn *c, struct request *r)
 	free(buf);
 }
 
-void req_free(struct request *r)
+/* What a request holds; the struct itself may live inside another. */
+void req_release(struct request *r)
 {
 	if (r->fd >= 0)
 		close(r->fd);
@@ -82,7 +93,38 @@ void req_free(struct request *r)
 		free(r->parts[0].head); /* one block for every part head */
 	free(r->parts);
 	free(r->ctype_buf);
+	free(r->mem);
+}
+
+void req_free(struct request *r)
+{
+	req_release(r);
 	free(r);
+}
+
+/* Take mem (malloc'd, or NULL on failure) as the body. */
+int req_set_body(struct request *r, char *mem, size_t len, const char *ctype)
+{
+	free(r->mem);
+	r->mem = mem;
+	r->mem_len = mem ? len : 0;
+	r->mem_off = 0;
+	r->clen = r->mem_len;
+	r->ctype = ctype;
+	return mem ? 0 : -1;
+}
+
+/* After routing: every response but a file's or a 304 gets a body. */
+void req_finish(struct request *r)
+{
+	char err[512];
+	size_t n;
+
+	if ((r->fd >= 0 && (r->status == 200 || r->status == 206)) ||
+	    r->status == 304 || r->mem != NULL)
+		return;
+	n = req_error_body(r->status, err, sizeof(err));
+	req_set_body(r, memdup(err, n), n, "text/html");
 }
 
 const char *req_reason(int status)
