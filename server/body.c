@@ -34,14 +34,14 @@ int body_fill(struct conn *c, size_t room)
 	ssize_t n;
 
 	if (r->mem_off < r->mem_len) { /* a body from memory: copy */
-		size_t k = r->mem_len - r->mem_off < room ? r->mem_len - r->mem_off
-							  : room;
+		size_t k = r->mem_len - r->mem_off < room
+		    ? r->mem_len - r->mem_off
+		    : room;
 		memcpy(c->wbuf + c->wlen, r->mem + r->mem_off, k);
 		c->wlen += k;
 		r->mem_off += k;
 		return 0;
 	}
-
 
 	/* under kTLS and on plain TCP only a body that fits whole is read */
 	if (want == 0 || (want < r->len && (c->mode.ktls_tx || !c->ssl)))
@@ -184,8 +184,7 @@ enum body_result body_send(struct conn *c)
 			if (k == 0)
 				return BODY_DONE;
 			continue;
-		}
-		else if (turn >= TURN_BYTES)
+		} else if (turn >= TURN_BYTES)
 			return BODY_AGAIN_WRITE; /* writable: back next turn */
 		else if (c->mode.ktls_tx || !c->ssl) {
 			size_t len = r->len < KT_SENDFILE_CHUNK

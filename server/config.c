@@ -46,6 +46,8 @@ static cfg_opt_t location_opts[] = {
 	CFG_INT("expires", 0, CFGF_NODEFAULT),
 	CFG_BOOL("gzip", cfg_false, CFGF_NODEFAULT),
 	CFG_BOOL("gzip_static", cfg_false, CFGF_NODEFAULT),
+	CFG_BOOL("metrics", cfg_false, CFGF_NONE),
+	CFG_STR_LIST("allow", NULL, CFGF_NODEFAULT),
 	CFG_END(),
 };
 
@@ -60,6 +62,7 @@ static cfg_opt_t server_opts[] = {
 	CFG_BOOL("http2", cfg_true, CFGF_NONE),
 	CFG_BOOL("gzip", cfg_false, CFGF_NONE),
 	CFG_BOOL("gzip_static", cfg_false, CFGF_NONE),
+	CFG_STR_LIST("allow", NULL, CFGF_NODEFAULT),
 	CFG_SEC("location", location_opts,
 	    CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
 	CFG_END(),
@@ -393,6 +396,54 @@ static int v_gzip(cfg_t *cfg, cfg_opt_t *opt)
 	return 0;
 }
 
+/* "10.0.0.0/8", "::1", "192.0.2.7": an address and a prefix length. */
+static int parse_cidr(const char *s, struct cidr *c, char *err, size_t errlen)
+{
+	char buf[INET6_ADDRSTRLEN + 8], *slash, *end;
+	long bits;
+
+	memset(c, 0, sizeof(*c));
+	if (strlen(s) >= sizeof(buf))
+		goto bad;
+	strcpy(buf, s);
+	if ((slash = strchr(buf, '/')) != NULL)
+		*slash++ = '\0';
+	if (inet_pton(AF_INET, buf, c->addr) == 1) {
+		c->family = AF_INET;
+		c->bits = 32;
+	} else if (inet_pton(AF_INET6, buf, c->addr) == 1) {
+		c->family = AF_INET6;
+		c->bits = 128;
+	} else
+		goto bad;
+	if (slash != NULL) {
+		bits = strtol(slash, &end, 10);
+		if (*slash == '\0' || *end != '\0' || bits < 0 ||
+		    bits > c->bits)
+			goto bad;
+		c->bits = (int)bits;
+	}
+	return 0;
+bad:
+	snprintf(
+	    err, errlen, "allow \"%s\": want an address or address/bits", s);
+	return -1;
+}
+
+static int v_allow(cfg_t *cfg, cfg_opt_t *opt)
+{
+	struct cidr c;
+	char err[256];
+
+	for (unsigned i = 0; i < cfg_opt_size(opt); i++)
+		if (parse_cidr(cfg_opt_getnstr(opt, i), &c, err, sizeof(err)) <
+		    0) {
+			cfg_error(cfg, "%s", err);
+			return -1;
+		}
+	return 0;
+}
+
 static int v_location(cfg_t *cfg, cfg_opt_t *opt)
 {
 	cfg_t *loc = cfg_opt_getnsec(opt, cfg_opt_size(opt) - 1);
@@ -562,6 +613,17 @@ static int location_fill(
 	l->gzip = cfg_getbool(src, "gzip");
 	src = loc && cfg_size(loc, "gzip_static") ? loc : srv;
 	l->gzip_static = cfg_getbool(src, "gzip_static");
+	l->metrics = loc ? cfg_getbool(loc, "metrics") : 0;
+	src = loc && cfg_size(loc, "allow") ? loc : srv;
+	if ((l->nallow = (int)cfg_size(src, "allow")) > 0) {
+		char err[256];
+		if ((l->allow = calloc((size_t)l->nallow, sizeof(*l->allow))) ==
+		    NULL)
+			return -1;
+		for (int i = 0; i < l->nallow; i++)
+			parse_cidr(cfg_getnstr(src, "allow", (unsigned)i),
+			    &l->allow[i], err, sizeof(err));
+	}
 	return 0;
 }
 
@@ -706,6 +768,7 @@ static void config_free(struct config *cfg)
 			free(l->prefix);
 			free(l->root);
 			free(l->cache_control);
+			free(l->allow);
 		}
 		tls_ctx_free(vh->ssl_ctx);
 		free(vh->tls_ciphers);
@@ -807,11 +870,12 @@ struct config *config_load(const char *path)
 {
 	static const char *const number_opts[] = { "max_connections",
 		"max_request_head", "max_uri", "max_headers",
-		"keepalive_requests", "max_ranges", "handshake_timeout", "header_timeout",
-		"keepalive_timeout", "send_timeout", "shutdown_timeout",
-		"session_cache", "session_timeout", "http2_max_streams",
-		"http2_reset_burst", "http2_reset_rate", "gzip_min_size",
-		"gzip_max_size", "gzip_level", "gzip_cache_size", NULL };
+		"keepalive_requests", "max_ranges", "handshake_timeout",
+		"header_timeout", "keepalive_timeout", "send_timeout",
+		"shutdown_timeout", "session_cache", "session_timeout",
+		"http2_max_streams", "http2_reset_burst", "http2_reset_rate",
+		"gzip_min_size", "gzip_max_size", "gzip_level",
+		"gzip_cache_size", NULL };
 	struct config *cfg = NULL;
 	cfg_t *root = cfg_init(root_opts, CFGF_NONE);
 	int r;
@@ -834,6 +898,8 @@ struct config *config_load(const char *path)
 	cfg_set_validate_func(root, "server|location", v_location);
 	cfg_set_validate_func(root, "server|location|root", v_directory);
 	cfg_set_validate_func(root, "gzip_cache", v_gzip_cache);
+	cfg_set_validate_func(root, "server|allow", v_allow);
+	cfg_set_validate_func(root, "server|location|allow", v_allow);
 	cfg_set_validate_func(root, "server|gzip", v_gzip);
 	cfg_set_validate_func(root, "server|location|gzip", v_gzip);
 

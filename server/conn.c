@@ -79,6 +79,8 @@ void conn_accept(struct worker *w, struct listen_addr *la, int fd,
 	config_ref(c->cfg);
 	c->vh = la->def;
 	peer_name(sa, c->peer, sizeof(c->peer));
+	memcpy(&c->peer_ss, sa,
+	    salen < sizeof(c->peer_ss) ? salen : sizeof(c->peer_ss));
 	TAILQ_INSERT_TAIL(&w->conns, c, link);
 	w->nconns++;
 	atomic_fetch_add(&kt_nconns, 1);
@@ -93,6 +95,7 @@ void conn_accept(struct worker *w, struct listen_addr *la, int fd,
 		c->state = CS_HANDSHAKE;
 		conn_deadline(c, c->cfg->handshake_timeout);
 	} else {
+		METRIC_ADD(&w->m, h1, 1);
 		c->state = CS_READ;
 		conn_deadline(c, c->cfg->header_timeout);
 	}
@@ -104,9 +107,10 @@ static void conn_handshake(struct conn *c)
 	switch (tls_handshake(c)) {
 	case 1:
 		tls_record_mode(c);
+		metrics_handshake(c, 1);
 		log_debug("%s: %s %s ktls tx=%d rx=%d %s", c->peer,
 		    tls_version(c), tls_cipher(c), c->mode.ktls_tx,
-		    c->mode.ktls_rx, c->mode.why);
+		    c->mode.ktls_rx, tls_why[c->mode.why]);
 		c->state = CS_READ;
 		conn_deadline(c, c->cfg->header_timeout);
 		if (tls_alpn_h2(c)) {
@@ -114,12 +118,15 @@ static void conn_handshake(struct conn *c)
 				conn_close(c);
 				return;
 			}
+			METRIC_ADD(&c->w->m, h2, 1);
 			h2_io(c, EV_READ);
-		} else
+		} else {
+			METRIC_ADD(&c->w->m, h1, 1);
 			h1_read(c);
+		}
 		break;
 	case 0: conn_wait(c, c->want_write ? EV_WRITE : EV_READ); break;
-	default: conn_close(c);
+	default: metrics_handshake(c, 0); conn_close(c);
 	}
 }
 

@@ -139,8 +139,8 @@ static int multipart(struct request *r, const struct brange *br, int n)
 		free(block);
 		return -1;
 	}
-	snprintf(r->ctype_buf, 64, "multipart/byteranges; boundary=%s",
-	    r->boundary);
+	snprintf(
+	    r->ctype_buf, 64, "multipart/byteranges; boundary=%s", r->boundary);
 	r->clen = 0;
 	for (int i = 0; i < n; i++) {
 		struct part *p = &r->parts[i];
@@ -149,7 +149,8 @@ static int multipart(struct request *r, const struct brange *br, int n)
 		    "\r\n--%s\r\nContent-Type: %s\r\n"
 		    "Content-Range: bytes %llu-%llu/%llu\r\n\r\n",
 		    r->boundary, r->ctype, (unsigned long long)br[i].first,
-		    (unsigned long long)br[i].last, (unsigned long long)r->size);
+		    (unsigned long long)br[i].last,
+		    (unsigned long long)r->size);
 		used += p->head_len;
 		p->off = br[i].first;
 		p->len = br[i].last - br[i].first + 1;
@@ -187,7 +188,8 @@ void file_serve(struct request *r, const char *path, struct span query)
 	struct stat st;
 	int fd, s;
 
-	r->loc = config_location(r->vh, path);
+	if (r->loc == NULL)
+		r->loc = config_location(r->vh, path);
 	if ((s = open_rel(r->loc, path, &fd, &st)) != 0)
 		goto fail;
 	if (S_ISDIR(st.st_mode)) {

@@ -328,8 +328,7 @@ static void respond(struct conn *c)
 		    (unsigned long long)r->clen);
 	if (file || r->status == 304) {
 		date_format(r->mtime, date, sizeof(date));
-		append(c->wbuf, cap, &n,
-		    "%sLast-Modified: %s\r\nETag: %s\r\n",
+		append(c->wbuf, cap, &n, "%sLast-Modified: %s\r\nETag: %s\r\n",
 		    file ? "Accept-Ranges: bytes\r\n" : "", date, r->etag);
 		if (r->partial)
 			append(c->wbuf, cap, &n,
@@ -346,7 +345,8 @@ static void respond(struct conn *c)
 			append(c->wbuf, cap, &n, "Cache-Control: %s\r\n",
 			    l->cache_control);
 		if (l && l->expires > 0) {
-			date_format(time(NULL) + l->expires, date, sizeof(date));
+			date_format(
+			    time(NULL) + l->expires, date, sizeof(date));
 			append(c->wbuf, cap, &n, "Expires: %s\r\n", date);
 		}
 	}

@@ -46,7 +46,7 @@ struct stream {
 	size_t alen, acap;
 	struct {
 		size_t off, n;
-	} sp[10];  /* offsets until headers end */
+	} sp[10]; /* offsets until headers end */
 };
 
 struct seg {
@@ -336,7 +336,8 @@ static void respond(struct conn *c, struct stream *s)
 		add_header(nv, &n, "server", "kttpd");
 	add_header(nv, &n, "date", worker_date(c->w));
 	if (r->status != 304) {
-		snprintf(clen, sizeof(clen), "%llu", (unsigned long long)r->clen);
+		snprintf(
+		    clen, sizeof(clen), "%llu", (unsigned long long)r->clen);
 		add_header(nv, &n, "content-type", r->ctype);
 		add_header(nv, &n, "content-length", clen);
 	}

@@ -54,6 +54,12 @@ struct conn;
 /* ------------------------------------------------------------------ */
 /* Configuration: immutable once built; reload builds a new one.       */
 
+struct cidr {
+	int family;
+	unsigned char addr[16];
+	int bits;
+};
+
 struct location {
 	char *prefix;
 	size_t prefix_len;
@@ -63,6 +69,9 @@ struct location {
 	int nindex;
 	char *cache_control;
 	long expires;
+	int metrics;        /* this location answers with the metrics */
+	struct cidr *allow; /* client addresses allowed; none: all */
+	int nallow;
 	int gzip;        /* on-the-fly gzip into the cache */
 	int gzip_static; /* precompressed .br / .gz siblings */
 };
@@ -159,12 +168,12 @@ struct request {
 	int status;
 	char *location; /* redirect target (malloc) */
 	const char *ctype;
-	int fd;               /* body file, -1 without */
-	uint64_t size;        /* file size */
-	uint64_t off, len;    /* body range */
-	int partial;          /* 206: send Content-Range */
-	uint64_t clen;        /* Content-Length */
-	struct part *parts;   /* several ranges: multipart/byteranges */
+	int fd;             /* body file, -1 without */
+	uint64_t size;      /* file size */
+	uint64_t off, len;  /* body range */
+	int partial;        /* 206: send Content-Range */
+	uint64_t clen;      /* Content-Length */
+	struct part *parts; /* several ranges: multipart/byteranges */
 	int nparts, next_part, tail_sent;
 	size_t part_pos; /* HTTP/2: bytes of the current part head sent */
 	char boundary[24];
@@ -193,12 +202,42 @@ enum conn_state {
 };
 
 /* How this connection's bytes are encrypted. */
+/* Why a direction stayed in userspace; names in tls.c's tls_why[]. */
+enum ktls_why {
+	WHY_NONE,
+	WHY_DISABLED,
+	WHY_KERNEL,
+	WHY_CIPHER,
+	WHY_TLS13_RX,
+	WHY_RX,
+	WHY_COUNT
+};
+extern const char *const tls_why[WHY_COUNT];
+
 struct conn_mode {
 	unsigned tls : 1;
 	unsigned ktls_tx : 1;
 	unsigned ktls_rx : 1;
-	const char *why; /* when TX or RX stayed in userspace */
+	unsigned why : 3; /* enum ktls_why, when TX or RX stayed in userspace */
 };
+
+/*
+ * Counters of one worker. Only the owning thread writes them (a relaxed
+ * load and store: no locked instruction); a scrape sums all workers.
+ */
+#define METRICS_BUCKETS 10
+struct metrics {
+	_Atomic uint64_t accepted, rejected, h1, h2;
+	_Atomic uint64_t hs_ok[2], hs_failed, hs_resumed; /* [0] 1.2, [1] 1.3 */
+	_Atomic uint64_t ktls_tx, ktls_rx, fallback[WHY_COUNT];
+	_Atomic uint64_t bytes_ktls, bytes_user, bytes_plain;
+	_Atomic uint64_t status[6]; /* by class; [0] other */
+	_Atomic uint64_t dur_bucket[METRICS_BUCKETS], dur_sum_us, requests;
+};
+#define METRIC_ADD(m, field, n)                                                \
+	atomic_store_explicit(&(m)->field,                                     \
+	    atomic_load_explicit(&(m)->field, memory_order_relaxed) + (n),     \
+	    memory_order_relaxed)
 
 struct conn {
 	TAILQ_ENTRY(conn) link;
@@ -218,6 +257,7 @@ struct conn {
 	struct h2 *h2;           /* set when ALPN chose h2 */
 	unsigned nreq;
 	char peer[48];
+	struct sockaddr_storage peer_ss;
 
 	/* input: allocated while a request is being read or pipelined */
 	char *rbuf;
@@ -247,6 +287,7 @@ struct worker {
 	struct conn_list conns;
 	int nconns;
 	int stopping;
+	struct metrics m;
 	time_t date_t;
 	char date[40];
 };
@@ -272,6 +313,7 @@ int listeners_sync(struct config *);
 void listeners_close_unused(void);
 
 /* worker.c */
+void worker_metrics_sum(struct metrics *);
 extern atomic_long kt_nconns; /* open connections, all workers */
 int worker_start_all(struct config *);
 void worker_reload_all(struct config *);
@@ -332,8 +374,8 @@ int path_hidden(const char *path);
 
 /* range.c */
 enum range_result { RANGE_NONE, RANGE_OK, RANGE_UNSATISFIABLE };
-int range_parse_set(const char *hdr, size_t len, uint64_t size,
-    struct brange *out, int max);
+int range_parse_set(
+    const char *hdr, size_t len, uint64_t size, struct brange *out, int max);
 enum range_result range_parse(const char *hdr, size_t len, uint64_t size,
     uint64_t *first, uint64_t *last);
 
@@ -366,6 +408,12 @@ int body_fill(struct conn *, size_t room);
 struct mime *mime_load(const char *path);
 void mime_free(struct mime *);
 const char *mime_type(const struct mime *, const char *path);
+
+/* metrics.c */
+void metrics_handshake(struct conn *, int ok);
+void metrics_request(struct conn *, struct request *);
+void metrics_serve(struct conn *, struct request *);
+int metrics_allowed(const struct location *, const struct sockaddr *);
 
 /* log.c */
 int log_configure(struct config *);

@@ -153,9 +153,9 @@ static void ktls_field(struct conn *c, char *out, size_t len)
 	else if (c->mode.ktls_tx && c->mode.ktls_rx)
 		snprintf(out, len, "tx+rx");
 	else if (c->mode.ktls_tx)
-		snprintf(out, len, "tx(rx:%s)", c->mode.why);
+		snprintf(out, len, "tx(rx:%s)", tls_why[c->mode.why]);
 	else
-		snprintf(out, len, "off(%s)", c->mode.why);
+		snprintf(out, len, "off(%s)", tls_why[c->mode.why]);
 }
 
 void log_access(struct conn *c, struct request *r)
@@ -166,6 +166,8 @@ void log_access(struct conn *c, struct request *r)
 	struct tm tm;
 	int json = c->cfg->access_json;
 	const char *server = r->vh ? r->vh->name : "-";
+
+	metrics_request(c, r);
 	unsigned long long sent = r->sent > r->head_len ? r->sent - r->head_len
 	                                                : 0; /* body bytes */
 	double dur_ms;

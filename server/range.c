@@ -49,7 +49,7 @@ static enum range_result spec(const char **pp, const char *end, uint64_t size,
 	if ((p != end && *p != ',') || (!has_a && !has_b) ||
 	    (has_a && has_b && b < a))
 		return RANGE_NONE; /* junk: the whole header is ignored */
-	if (!has_a) { /* suffix: the last b bytes */
+	if (!has_a) {              /* suffix: the last b bytes */
 		if (b == 0 || size == 0)
 			return RANGE_UNSATISFIABLE;
 		*first = b >= size ? 0 : size - b;
@@ -100,8 +100,8 @@ static int by_first(const void *a, const void *b)
  * of ranges in out, 0 to ignore the header, or -1 when none is
  * satisfiable (416).
  */
-int range_parse_set(const char *hdr, size_t len, uint64_t size,
-    struct brange *out, int max)
+int range_parse_set(
+    const char *hdr, size_t len, uint64_t size, struct brange *out, int max)
 {
 	const char *p = unit(hdr, len), *end = hdr + len;
 	int n = 0, specs = 0;

@@ -78,6 +78,11 @@ void req_dispatch(struct conn *c, struct request *r)
 		r->status = st;
 	else if (path_hidden(buf))
 		r->status = 403;
+	else if (r->loc = config_location(r->vh, buf),
+	    !metrics_allowed(r->loc, (struct sockaddr *)&c->peer_ss))
+		r->status = 403;
+	else if (r->loc->metrics)
+		metrics_serve(c, r);
 	else
 		file_serve(r, buf, query);
 	free(buf);

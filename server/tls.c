@@ -270,6 +270,9 @@ int tls_handshake(struct conn *c)
 	return -1;
 }
 
+const char *const tls_why[WHY_COUNT] = { "", "disabled", "kernel-no-tls-ulp",
+	"cipher-not-offloaded", "openssl-no-tls13-rx", "rx-not-offloaded" };
+
 void tls_record_mode(struct conn *c)
 {
 	SSL *ssl = c->ssl;
@@ -278,18 +281,18 @@ void tls_record_mode(struct conn *c)
 	c->mode.ktls_tx = BIO_get_ktls_send(SSL_get_wbio(ssl)) ? 1 : 0;
 	c->mode.ktls_rx = BIO_get_ktls_recv(SSL_get_rbio(ssl)) ? 1 : 0;
 	if (!c->cfg->ktls)
-		c->mode.why = "disabled";
+		c->mode.why = WHY_DISABLED;
 	else if (!kernel_ok)
-		c->mode.why = "kernel-no-tls-ulp";
+		c->mode.why = WHY_KERNEL;
 	else if (!c->mode.ktls_tx)
-		c->mode.why = "cipher-not-offloaded";
+		c->mode.why = WHY_CIPHER;
 	else if (!c->mode.ktls_rx && SSL_version(ssl) == TLS1_3_VERSION &&
 	    OpenSSL_version_num() < 0x30200000L)
-		c->mode.why = "openssl-no-tls13-rx";
+		c->mode.why = WHY_TLS13_RX;
 	else if (!c->mode.ktls_rx)
-		c->mode.why = "rx-not-offloaded";
+		c->mode.why = WHY_RX;
 	else
-		c->mode.why = "";
+		c->mode.why = WHY_NONE;
 }
 
 int tls_alpn_h2(struct conn *c)

@@ -93,12 +93,14 @@ static void accept_cb(evutil_socket_t lfd, short what, void *arg)
 			return; /* EAGAIN, or a connection that went away */
 		}
 		if (atomic_load(&kt_nconns) >= w->cfg->max_connections) {
+			METRIC_ADD(&w->m, rejected, 1);
 			log_debug("max_connections (%ld) reached: closing new "
 			          "connection",
 			    w->cfg->max_connections);
 			close(fd);
 			continue;
 		}
+		METRIC_ADD(&w->m, accepted, 1);
 		conn_accept(w, a->la, fd, (struct sockaddr *)&ss, len);
 	}
 }
@@ -229,6 +231,21 @@ int worker_start_all(struct config *cfg)
 		}
 	}
 	return 0;
+}
+
+/* A scrape: every worker's counters, summed (read without stopping them). */
+void worker_metrics_sum(struct metrics *sum)
+{
+	_Atomic uint64_t *out = (_Atomic uint64_t *)sum;
+	size_t n = sizeof(*sum) / sizeof(*out);
+
+	memset(sum, 0, sizeof(*sum));
+	for (int i = 0; i < nslots; i++) {
+		_Atomic uint64_t *in = (_Atomic uint64_t *)&slots[i].w.m;
+		for (size_t k = 0; k < n; k++)
+			out[k] += atomic_load_explicit(
+			    &in[k], memory_order_relaxed);
+	}
 }
 
 static void tell(char cmd)
