@@ -19,7 +19,7 @@ ALL_CFLAGS = -std=gnu11 $(WARN) $(CFLAGS) -pthread \
 LDLIBS    = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lhttp_parser -pthread
 
 UNAME    := $(shell uname -s)
-SYS_SRC   = $(if $(filter FreeBSD,$(UNAME)),sys/freebsd.c,sys/linux.c)
+SYS_SRC   = $(if $(filter FreeBSD,$(UNAME)),sys/freebsd.c,sys/linux.c sys/linux_ulp.c)
 SRV_SRC   = $(wildcard server/*.c)
 SRC       = $(SRV_SRC) $(SYS_SRC)
 OBJ       = $(patsubst %.c,$(BUILD)/%.o,$(SRC))
@@ -58,9 +58,10 @@ run: deps-build
 # Every suite: unit, integration, the integration suite again against an
 # ASan+UBSan build (any sanitizer report fails), and the external suites.
 SAN_FLAGS = -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer
-SUITES   ?=
+SUITES   ?= --suite tests/ktls/run-suite \
+            --suite "tests/offload/run-offload-tests $(BUILD)/tests/ulp_probe"
 check: deps-check
-	@$(MAKE) --no-print-directory -j2 all unit
+	@$(MAKE) --no-print-directory -j2 all unit $(BUILD)/tests/ulp_probe
 	@$(MAKE) --no-print-directory -j2 BUILD=$(BUILD)-asan CFLAGS="$(SAN_FLAGS)" all
 	@$(PYTHON) tests/run.py --bin $(BUILD)/kttpd --asan $(BUILD)-asan/kttpd $(SUITES)
 
@@ -76,3 +77,25 @@ check-ktls: deps-check
 	@$(MAKE) --no-print-directory all
 	@tests/ktls/run-suite
 # ---- end check-ktls ----
+
+# tests/offload/: the NIC offload scripts against a veth that cannot
+# offload, and the TLS ULP placement probe (issue 7)
+.PHONY: check-offload
+$(BUILD)/tests/ulp_probe: tests/offload/ulp_probe.c sys/linux_ulp.c sys/sys.h
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Isys -o $@ $<
+check-offload: $(BUILD)/tests/ulp_probe
+	@tests/offload/run-offload-tests $(BUILD)/tests/ulp_probe
+
+# ---- bench (owned by bench/; see bench/README.md) ----
+# make bench [QUICK=1]: kttpd against nginx, lighttpd and h2o on loopback;
+# results in bench/results/DATE-HOST.{md,png,json}.
+# make bench-debs: the .debs bench/device.sh carries to a machine offline.
+.PHONY: bench bench-debs
+bench: all
+	@bench/deps.sh install
+	@bench/run.sh $(if $(filter-out 0,$(QUICK)),--quick)
+
+bench-debs: all
+	@bench/deps.sh fetch
+# ---- end bench ----

@@ -255,6 +255,7 @@ def h2o_conf(w, port, ktls):
       ssl:
         certificate-file: {cert}
         key-file: {key}
+        ocsp-update-interval: 0
     paths:
       /:
         file.dir: {w.root}

@@ -80,6 +80,7 @@ static cfg_opt_t root_opts[] = {
 	CFG_STR("mime_types", "/etc/mime.types", CFGF_NONE),
 	CFG_BOOL("server_tokens", cfg_true, CFGF_NONE),
 	CFG_BOOL("ktls", cfg_true, CFGF_NONE),
+	CFG_BOOL("ktls_placement", cfg_true, CFGF_NONE),
 	CFG_INT("max_connections", KT_DEF_MAX_CONNECTIONS, CFGF_NONE),
 	CFG_INT("max_request_head", KT_DEF_MAX_REQUEST_HEAD, CFGF_NONE),
 	CFG_INT("max_uri", KT_DEF_MAX_URI, CFGF_NONE),
@@ -732,6 +733,7 @@ static int globals_build(struct config *cfg, cfg_t *root)
 	                       "json") == 0;
 	cfg->server_tokens = cfg_getbool(root, "server_tokens");
 	cfg->ktls = cfg_getbool(root, "ktls");
+	cfg->ktls_placement = cfg_getbool(root, "ktls_placement");
 	cfg->session_tickets = cfg_getbool(root, "session_tickets");
 	for (size_t i = 0; i < sizeof(numbers) / sizeof(numbers[0]); i++)
 		*(long *)((char *)cfg + numbers[i].off) = cfg_getint(

@@ -146,6 +146,22 @@ ssize_t conn_recv(struct conn *c, void *buf, size_t len)
 	}
 	ERR_clear_error();
 	n = SSL_read(c->ssl, buf, (int)len);
+	/*
+	 * A TLS 1.3 KeyUpdate with update_requested obliges us to rekey our
+	 * sending side before more application data (RFC 8446 4.6.3).
+	 * Neither OpenSSL 3.0 nor Linux before 6.14 can rekey kTLS TX, and
+	 * our send()/SSL_sendfile writes would never send the KeyUpdate
+	 * OpenSSL queued: end the connection (close_notify under the old
+	 * keys is allowed) and say why.
+	 */
+	if (c->mode.ktls_tx &&
+	    SSL_get_key_update_type(c->ssl) != SSL_KEY_UPDATE_NONE) {
+		log_info("%s: peer requested a TLS 1.3 KeyUpdate; kTLS TX "
+		         "cannot rekey: closing",
+		    c->peer);
+		ERR_clear_error();
+		return CONN_EOF;
+	}
 	if (n > 0)
 		return n;
 	e = SSL_get_error(c->ssl, (int)n);
@@ -182,14 +198,19 @@ static void linger_read(struct conn *c)
 		return;
 	}
 	c->linger_left -= (size_t)n;
+	c->deadline_us = conn_now_us(c) + KT_LINGER_MS * 1000;
+	if (c->deadline_us > c->linger_end_us)
+		c->deadline_us = c->linger_end_us;
 	conn_wait(c, EV_READ);
 }
 
 /*
  * End the connection after our last response: close_notify, and when the
  * peer may still be sending (a body we did not read, a pipelined request
- * we refused), half-close and drain so the peer reads our answer before
- * its kernel sees a reset.
+ * we refused, HTTP/2 WINDOW_UPDATEs for data still in flight), half-close
+ * and drain, so the peer reads our answer before its kernel sees a reset.
+ * Lingering ends at the peer's close, an idle KT_LINGER_MS, or
+ * KT_LINGER_TOTAL_MS in all.
  */
 void conn_finish(struct conn *c, int linger)
 {
@@ -207,6 +228,7 @@ void conn_finish(struct conn *c, int linger)
 	c->state = CS_LINGER;
 	c->linger_left = KT_LINGER_BYTES;
 	c->deadline_us = conn_now_us(c) + KT_LINGER_MS * 1000;
+	c->linger_end_us = conn_now_us(c) + KT_LINGER_TOTAL_MS * 1000;
 	conn_wait(c, EV_READ);
 }
 
@@ -217,7 +239,7 @@ static void conn_io(evutil_socket_t fd, short what, void *arg)
 		"linger" };
 
 	(void)fd;
-	if (c->h2 != NULL) {
+	if (c->h2 != NULL && c->state != CS_LINGER) {
 		h2_io(c, what);
 		return;
 	}

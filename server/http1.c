@@ -193,12 +193,19 @@ static const http_parser_settings settings = {
 	.on_headers_complete = on_headers_complete,
 };
 
-/* The request line ends in exactly "HTTP/d.d" (http-parser lets more by). */
+/*
+ * The request line is exactly "method SP target SP HTTP/d.d": http-parser
+ * lets more by (runs of spaces, other version spellings).
+ */
 static int version_ok(const char *head, size_t len)
 {
 	const char *eol = memchr(head, '\r', len);
+	int spaces = 0;
 
-	return eol != NULL && eol - head >= 9 &&
+	for (const char *p = head; eol != NULL && p < eol; p++)
+		if (*p == ' ' && (++spaces > 2 || p == head || p[-1] == ' '))
+			return 0;
+	return eol != NULL && spaces == 2 && eol - head >= 9 &&
 	    memcmp(eol - 9, " HTTP/", 6) == 0 && eol[-3] >= '0' &&
 	    eol[-3] <= '9' && eol[-2] == '.' && eol[-1] >= '0' &&
 	    eol[-1] <= '9';
@@ -441,7 +448,10 @@ void h1_read(struct conn *c)
 			conn_wait(c, c->want_write ? EV_WRITE : EV_READ);
 			return;
 		}
-		conn_close(c); /* EOF or error between or inside heads */
+		if (n == CONN_EOF) /* close_notify (or FIN): answer it with */
+			conn_finish(c, 0); /* ours, RFC 8446 6.1, 5246 7.2.1 */
+		else
+			conn_close(c); /* error between or inside heads */
 		return;
 	}
 }

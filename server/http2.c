@@ -315,7 +315,11 @@ static int send_data_cb(nghttp2_session *ng, nghttp2_frame *f,
 	r->off += length;
 	r->len -= length;
 	r->sent += length;
-	return 0;
+	/* nghttp2 would go on serializing the whole window in this one
+	 * mem_send call (a stalled client's 1 GiB): stop at the mark */
+	return h->olen >= H2_OUT_LOW || h->nsegs >= H2_MAX_SEGS
+	    ? NGHTTP2_ERR_PAUSE
+	    : 0;
 }
 
 static void respond(struct conn *c, struct stream *s)
@@ -425,7 +429,8 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *arg)
 		if (f->hd.length == 0 &&
 		    !(f->hd.flags & NGHTTP2_FLAG_END_STREAM) &&
 		    ++c->h2->empty_data > 100)
-			return NGHTTP2_ERR_CALLBACK_FAILURE;
+			nghttp2_session_terminate_session(
+			    ng, NGHTTP2_ENHANCE_YOUR_CALM);
 		break;
 	}
 	return 0;
@@ -623,7 +628,7 @@ static void h2_next(struct conn *c, int w)
 	}
 	if (!nghttp2_session_want_read(h->ng) &&
 	    !nghttp2_session_want_write(h->ng) && w == W_DONE) {
-		conn_finish(c, 0);
+		conn_finish(c, 1);
 		return;
 	}
 	if (w == W_AGAIN) {
@@ -631,7 +636,7 @@ static void h2_next(struct conn *c, int w)
 		conn_deadline(c, c->cfg->send_timeout);
 	} else if (h->nopen == 0) {
 		if (c->w->stopping || h->goaway) { /* GOAWAY went out: done */
-			conn_finish(c, 0);
+			conn_finish(c, 1);
 			return;
 		}
 		conn_deadline(c, c->cfg->keepalive_timeout);
@@ -649,8 +654,10 @@ void h2_io(struct conn *c, short what)
 {
 	int w;
 
-	if (what & EV_TIMEOUT) {
-		conn_close(c);
+	if (what & EV_TIMEOUT) { /* idle or stalled: say so, then go */
+		nghttp2_session_terminate_session(c->h2->ng, NGHTTP2_NO_ERROR);
+		flush(c);
+		conn_finish(c, 0);
 		return;
 	}
 	if (recv_input(c) < 0) {

@@ -39,8 +39,9 @@
 /* Fixed limits: sizes of structures, not policy. */
 #define KT_MAX_WORKERS     256
 #define KT_MAX_INDEX       8
-#define KT_LINGER_MS       2000      /* drain unread input before close */
-#define KT_LINGER_BYTES    65536     /* ... at most this much */
+#define KT_LINGER_MS       5000      /* drain unread input: idle wait */
+#define KT_LINGER_TOTAL_MS 30000     /* ... and in all */
+#define KT_LINGER_BYTES    (1 << 20) /* ... at most this much */
 #define KT_ACCEPT_PAUSE_MS 100       /* EMFILE: stop accepting this long */
 #define KT_ACCEPT_BATCH    64        /* accepts per readiness event */
 #define KT_CHUNK           16384     /* one TLS record of plaintext */
@@ -112,6 +113,7 @@ struct config {
 	int access_json;
 	int server_tokens;
 	int ktls;
+	int ktls_placement; /* ask the kernel where kTLS crypto runs */
 	long max_connections, max_request_head, max_uri, max_headers;
 	long keepalive_requests;
 	long max_ranges;
@@ -219,6 +221,11 @@ struct conn_mode {
 	unsigned ktls_tx : 1;
 	unsigned ktls_rx : 1;
 	unsigned why : 3; /* enum ktls_why, when TX or RX stayed in userspace */
+	/* Where the kernel runs each direction's crypto under kTLS, from
+	 * sys_tls_placement() once after the handshake: enum sys_tls_conf
+	 * (none, sw, hw, hw-record). place_known 0: the kernel did not say. */
+	unsigned place_known : 1;
+	unsigned tx_place : 2, rx_place : 2;
 };
 
 /*
@@ -230,6 +237,9 @@ struct metrics {
 	_Atomic uint64_t accepted, rejected, h1, h2;
 	_Atomic uint64_t hs_ok[2], hs_failed, hs_resumed; /* [0] 1.2, [1] 1.3 */
 	_Atomic uint64_t ktls_tx, ktls_rx, fallback[WHY_COUNT];
+	/* kTLS connections by crypto placement: [0] tx, [1] rx, by enum
+	 * sys_tls_conf; place_unknown: the kernel did not say */
+	_Atomic uint64_t place[2][4], place_unknown;
 	_Atomic uint64_t bytes_ktls, bytes_user, bytes_plain;
 	_Atomic uint64_t status[6]; /* by class; [0] other */
 	_Atomic uint64_t dur_bucket[METRICS_BUCKETS], dur_sum_us, requests;
@@ -269,6 +279,7 @@ struct conn {
 	char *wbuf; /* response head, then userspace body chunks */
 	size_t wlen, wpos;
 	size_t linger_left;
+	int64_t linger_end_us;
 };
 
 TAILQ_HEAD(conn_list, conn);

@@ -6,6 +6,7 @@
  */
 #define _GNU_SOURCE
 #include "kttpd.h"
+#include "../sys/sys.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -158,10 +159,23 @@ static void ktls_field(struct conn *c, char *out, size_t len)
 		snprintf(out, len, "off(%s)", tls_why[c->mode.why]);
 }
 
+/* "tx:hw,rx:sw": where the kernel runs the crypto; "-" without kTLS */
+static void place_field(struct conn *c, char *out, size_t len)
+{
+	if (!c->mode.ktls_tx && !c->mode.ktls_rx)
+		snprintf(out, len, "-");
+	else if (!c->mode.place_known)
+		snprintf(out, len, "unknown");
+	else
+		snprintf(out, len, "tx:%s,rx:%s",
+		    sys_tls_conf_name(c->mode.tx_place),
+		    sys_tls_conf_name(c->mode.rx_place));
+}
+
 void log_access(struct conn *c, struct request *r)
 {
 	struct line l = { .n = 0 };
-	char tbuf[64], mode[96];
+	char tbuf[64], mode[96], place[32];
 	struct timeval tv;
 	struct tm tm;
 	int json = c->cfg->access_json;
@@ -178,6 +192,7 @@ void log_access(struct conn *c, struct request *r)
 	dur_ms = (double)(date_mono_us() - r->start_us) / 1000.0;
 	localtime_r(&tv.tv_sec, &tm);
 	ktls_field(c, mode, sizeof(mode));
+	place_field(c, place, sizeof(place));
 	if (json) {
 		strftime(tbuf, sizeof(tbuf), "%Y-%m-%dT%H:%M:%S%z", &tm);
 		put(&l,
@@ -191,9 +206,10 @@ void log_access(struct conn *c, struct request *r)
 		    "\",\"protocol\":\"HTTP/%d.%d\",\"status\":%d,"
 		    "\"bytes\":%llu,\"duration_ms\":%.3f,\"tls_version\":\"%"
 		    "s\","
-		    "\"tls_cipher\":\"%s\",\"ktls\":\"%s\",\"user_agent\":\"",
+		    "\"tls_cipher\":\"%s\",\"ktls\":\"%s\",\"ktls_place\":\"%s\","
+		    "\"user_agent\":\"",
 		    r->http_major, r->http_minor, r->status, sent, dur_ms,
-		    tls_version(c), tls_cipher(c), mode);
+		    tls_version(c), tls_cipher(c), mode, place);
 		put_esc(&l, r->user_agent, 1);
 		put(&l, "\"}");
 	} else {
@@ -207,8 +223,8 @@ void log_access(struct conn *c, struct request *r)
 		put_esc(&l, r->referer, 0);
 		put(&l, "\" \"");
 		put_esc(&l, r->user_agent, 0);
-		put(&l, "\" %s %.3f %s %s ktls=%s", server, dur_ms,
-		    tls_version(c), tls_cipher(c), mode);
+		put(&l, "\" %s %.3f %s %s ktls=%s place=%s", server, dur_ms,
+		    tls_version(c), tls_cipher(c), mode, place);
 	}
 	l.buf[l.n++] = '\n';
 	(void)!write(lg.acc_fd, l.buf, l.n);

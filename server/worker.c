@@ -166,6 +166,11 @@ static void cmd_cb(evutil_socket_t fd, short what, void *arg)
 		struct timeval tv = { w->cfg->shutdown_timeout, 0 };
 		w->stopping = 1;
 		accepting(w, 0);
+		/* closed, so the kernel stops completing handshakes for us */
+		for (int i = 0; i < w->cfg->nlistens; i++) {
+			close(w->cfg->listens[i].fds[w->id]);
+			w->cfg->listens[i].fds[w->id] = -1;
+		}
 		evtimer_add(w->stop_ev, &tv);
 		conn_shutdown_idle(w);
 		if (w->nconns == 0)

@@ -36,4 +36,28 @@ ssize_t sys_sendfile(int sock, int fd, uint64_t *off, size_t len);
 
 int sys_ncpu(void);
 
+/* ---- issue 7: per-connection TLS crypto placement ---------------------
+ * sys/linux_ulp.c (sock_diag INET_DIAG_ULP_INFO) and sys/freebsd.c
+ * (TCP_TXTLS_MODE / TCP_RXTLS_ENABLE). Where the kernel does each
+ * direction's crypto once OpenSSL has handed it the keys. */
+enum sys_tls_conf {
+	SYS_TLS_NONE,      /* no keys in this direction: userspace TLS */
+	SYS_TLS_SW,        /* kernel, CPU crypto */
+	SYS_TLS_HW,        /* kernel, NIC encrypts/decrypts per packet */
+	SYS_TLS_HW_RECORD, /* NIC owns the whole TLS (TOE / chelsio) */
+};
+struct sys_tls_placement {
+	uint16_t version; /* 0x0303 TLS 1.2, 0x0304 TLS 1.3; 0 not told */
+	uint16_t cipher;  /* kernel's id (Linux TLS_CIPHER_*); 0 not told */
+	enum sys_tls_conf tx, rx;
+	unsigned zc_tx : 1; /* TX zero-copy sendfile (TLS_TX_ZEROCOPY_RO) */
+};
+/* 0 and *out filled; -1 with errno: ENOPROTOOPT the socket carries no
+ * kernel TLS, EPERM the kernel hides the details (Linux < 6.15 without
+ * CAP_NET_ADMIN), other values from the kernel. Costs a few syscalls. */
+int sys_tls_placement(int fd, struct sys_tls_placement *out);
+/* "none", "sw", "hw", "hw-record": the words `ss -tie` prints */
+const char *sys_tls_conf_name(enum sys_tls_conf);
+/* ---- end issue 7 ---- */
+
 #endif

@@ -1062,12 +1062,29 @@ class H2Raw:
         from hyperframe.frame import SettingsFrame
         return SettingsFrame(0, settings=dict(values), flags=["ACK"] if ack else []).serialize()
 
-    def headers(self, sid, path, method="GET", authority="a.test", extra=(), end_stream=True):
-        from hyperframe.frame import HeadersFrame
+    def headers(self, sid, path, method="GET", authority="a.test", extra=(), end_stream=True,
+                fragment=16384):
+        """A HEADERS frame, and CONTINUATION frames when the block is over fragment bytes."""
+        from hyperframe.frame import ContinuationFrame, HeadersFrame
         block = self.enc.encode([(":method", method), (":scheme", "https"),
-                                 (":authority", authority), (":path", path)] + list(extra))
-        flags = ["END_HEADERS"] + (["END_STREAM"] if end_stream else [])
-        return HeadersFrame(sid, block, flags=flags).serialize()
+                                 (":authority", authority), (":path", path)] + list(extra),
+                               huffman=False)     # pure-python Huffman is slow on big values
+        parts = [block[i:i + fragment] for i in range(0, len(block), fragment)] or [b""]
+        out = []
+        for i, part in enumerate(parts):
+            flags = ["END_HEADERS"] if i == len(parts) - 1 else []
+            if i == 0:
+                flags += ["END_STREAM"] if end_stream else []
+                out.append(HeadersFrame(sid, part, flags=flags).serialize())
+            else:
+                out.append(ContinuationFrame(sid, part, flags=flags).serialize())
+        return b"".join(out)
+
+    @staticmethod
+    def frame(ftype, flags, sid, payload):
+        """Any frame from its parts (for frames hyperframe will not build)."""
+        return (len(payload).to_bytes(3, "big") + bytes([ftype, flags])
+                + (sid & 0x7fffffff).to_bytes(4, "big") + payload)
 
     @staticmethod
     def rst(sid, code=H2_CANCEL):
@@ -1166,6 +1183,12 @@ class H2Raw:
 
     def body(self, sid):
         return b"".join(f.data for f in self.of_type("DataFrame", sid))
+
+    def ended(self, sid):
+        """True once stream sid ended (END_STREAM from the server) or was reset."""
+        return any(type(f).__name__ == "RstStreamFrame" or "END_STREAM" in f.flags
+                   for f in self.frames if f.stream_id == sid
+                   and type(f).__name__ in ("DataFrame", "HeadersFrame", "RstStreamFrame"))
 
 
 def proc_rss_kib(pid):

@@ -140,7 +140,8 @@ class Kttpd:
 
 
 ACCESS_TAIL = re.compile(r'"(?P<ua>[^"]*)" (?P<server>\S+) (?P<ms>[\d.]+) (?P<version>\S+) '
-                         r'(?P<cipher>\S+) ktls=(?P<mode>\S+)$')
+                         r'(?P<cipher>\S+) ktls=(?P<mode>\S+)'
+                         r'(?: place=(?P<place>\S+))?$')
 
 
 def access_entries(lines, ua):

@@ -1,4 +1,5 @@
 #!/bin/busybox sh
+# shellcheck shell=dash
 # /init of the kTLS VM's initramfs (busybox). Loads the modules, puts a
 # writable tmpfs overlay on the host's root (9p tag "hostroot", read-only),
 # and runs /ktls-job/cmd.sh (9p tag "job", read-write) chrooted in it.
@@ -17,9 +18,9 @@ mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 kver=$(cat /proc/sys/kernel/osrelease)
-for m in $(cat /modules.order); do
+while read -r m; do
 	insmod "/lib/modules/$kver/$m" || fail "insmod $m failed"
-done
+done </modules.order
 depmod  # so the kernel's on-demand /sbin/modprobe finds what is here
 echo /sbin/modprobe >/proc/sys/kernel/modprobe
 
@@ -33,14 +34,14 @@ mount -t overlay -o lowerdir=/host,upperdir=/rw/upper,workdir=/rw/work \
 	overlay /newroot || fail "mount overlay"
 
 r=/newroot
-mkdir -p $r/proc $r/sys $r/dev $r/tmp $r/run $r/ktls-job
+# /tmp stays the host's, seen through the overlay: paths there work in the VM
+mkdir -p $r/proc $r/sys $r/dev $r/run $r/ktls-job
 mount -t proc proc $r/proc
 mount -t sysfs sys $r/sys
 mount -t devtmpfs dev $r/dev
 mkdir -p $r/dev/pts $r/dev/shm
 mount -t devpts devpts $r/dev/pts
 mount -t tmpfs shm $r/dev/shm
-mount -t tmpfs -o mode=1777 tmp $r/tmp
 mount -t tmpfs -o mode=0755 run $r/run
 mount --bind /job $r/ktls-job
 ip link set lo up

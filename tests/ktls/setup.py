@@ -9,6 +9,8 @@ busybox-static, then writes into the cache folder:
 
     CACHE/<kernel version>/vmlinux         ELF kernel (PVH entry), from the bzImage
     CACHE/<kernel version>/initramfs.cpio  busybox, init.sh, the modules below
+    CACHE/<kernel version>/stamp           hash of init.sh and the module list:
+                                           vm-run redoes setup when it changes
     CACHE/current                          the <kernel version> to use
 
 CACHE is $KTTPD_KTLS_CACHE, else /var/cache/kttpd-ktls as root, else
@@ -16,6 +18,7 @@ ${XDG_CACHE_HOME:-~/.cache}/kttpd-ktls. $KTTPD_KTLS_KERNEL_PKG names another
 kernel package. Nothing here is kept in the repository.
 """
 
+import hashlib
 import lzma
 import os
 import re
@@ -54,7 +57,18 @@ def current_image():
     except OSError:
         return None
     ok = (d / "vmlinux").is_file() and (d / "initramfs.cpio").is_file()
-    return d if ok else None
+    try:
+        fresh = (d / "stamp").read_text() == image_stamp()
+    except OSError:
+        fresh = False
+    return d if ok and fresh else None
+
+
+def image_stamp():
+    """Changes when what goes into the initramfs from this folder changes."""
+    h = hashlib.sha256((HERE / "init.sh").read_bytes())
+    h.update(" ".join(MODULES).encode())
+    return h.hexdigest()
 
 
 def run(argv, cwd=None):
@@ -186,6 +200,7 @@ def setup(force=False):
         extract_vmlinux(root / "boot" / f"vmlinuz-{kver}", stage / "vmlinux")
         order = build_initramfs(root, kver, stage / "initramfs.cpio")
         (stage / "kernel-version").write_text(kver + "\n")
+        (stage / "stamp").write_text(image_stamp())
         final = cache / kver
         if final.exists():
             shutil.rmtree(final)

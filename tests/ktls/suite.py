@@ -48,7 +48,7 @@ def main():
     if fixtures.tls_stat() == {}:
         record("FAIL", "ktls/kernel", "no /proc/net/tls_stat: this kernel has no kTLS "
                "(run the suite through tests/ktls/run-suite)")
-        print(f"0 passed, 1 failed, 0 skipped")
+        print("0 passed, 1 failed, 0 skipped")
         return 1
     with tempfile.TemporaryDirectory(prefix="ktls-suite.") as base:
         site = fixtures.Site(base)
@@ -89,4 +89,10 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except Exception as e:  # never end without the counts line
+        traceback.print_exc()
+        print(f"FAIL ktls/suite: crashed: {type(e).__name__}: {e}")
+        print("0 passed, 1 failed, 0 skipped")
+        sys.exit(1)
