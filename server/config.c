@@ -277,7 +277,7 @@ static int v_protocols(cfg_t *cfg, cfg_opt_t *opt)
 }
 
 /*
- * "address:port [tls] [default]", address numeric: 1.2.3.4, [::1], * or
+ * "address:port [tls] [proxy] [default]", address numeric: 1.2.3.4, [::1], * or
  * nothing (all IPv4 addresses).
  */
 static int parse_listen(const char *spec, struct listen_addr *la,
@@ -297,11 +297,14 @@ static int parse_listen(const char *spec, struct listen_addr *la,
 	while ((word = strtok_r(NULL, " \t", &save)) != NULL) {
 		if (strcmp(word, "tls") == 0)
 			la->tls = 1;
+		else if (strcmp(word, "proxy") == 0)
+			la->proxy = 1;
 		else if (strcmp(word, "default") == 0)
 			*is_default = 1;
 		else {
 			snprintf(err, errlen,
-			    "listen \"%s\": unknown flag \"%s\" (tls, default)",
+			    "listen \"%s\": unknown flag \"%s\" (tls, proxy, "
+			    "default)",
 			    spec, word);
 			return -1;
 		}
@@ -507,10 +510,12 @@ static int listen_conflict(cfg_t *cfg, cfg_opt_t *opt, cfg_t *srv)
 			     k++) {
 				parse_listen(cfg_getnstr(other, "listen", k),
 				    &b, &def, err, sizeof(err));
-				if (same_socket(&a, &b) && a.tls != b.tls) {
+				if (same_socket(&a, &b) &&
+				    (a.tls != b.tls || a.proxy != b.proxy)) {
 					cfg_error(cfg,
 					    "listen \"%s\": the same address "
-					    "is plain for server \"%s\"",
+					    "has other flags (tls, proxy) for "
+					    "server \"%s\"",
 					    a.tls
 					        ? cfg_getnstr(
 					              other, "listen", k)

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 static void conn_io(evutil_socket_t fd, short what, void *arg);
+static void conn_begin(struct conn *c);
 
 int64_t conn_now_us(struct conn *c)
 {
@@ -85,8 +86,19 @@ void conn_accept(struct worker *w, struct listen_addr *la, int fd,
 	w->nconns++;
 	atomic_fetch_add(&kt_nconns, 1);
 	sys_conn_setup(fd);
+	if (la->proxy) {
+		c->state = CS_PROXY;
+		conn_deadline(c, c->cfg->handshake_timeout);
+		conn_wait(c, EV_READ);
+		return;
+	}
+	conn_begin(c);
+}
 
-	if (la->tls) {
+/* After accept (and a PROXY header): TLS handshake or the first request. */
+static void conn_begin(struct conn *c)
+{
+	if (c->la->tls) {
 		if ((c->ssl = tls_new(c)) == NULL) {
 			log_error("%s: cannot create a TLS session", c->peer);
 			conn_close(c);
@@ -95,11 +107,50 @@ void conn_accept(struct worker *w, struct listen_addr *la, int fd,
 		c->state = CS_HANDSHAKE;
 		conn_deadline(c, c->cfg->handshake_timeout);
 	} else {
-		METRIC_ADD(&w->m, h1, 1);
+		METRIC_ADD(&c->w->m, h1, 1);
 		c->state = CS_READ;
 		conn_deadline(c, c->cfg->header_timeout);
 	}
 	conn_wait(c, EV_READ);
+}
+
+/*
+ * The PROXY header, peeked so that nothing after it leaves the socket.
+ * While it is incomplete the socket stays readable, so we poll on a short
+ * timer instead of spinning, until the handshake deadline.
+ */
+static void proxy_read(struct conn *c)
+{
+	unsigned char buf[16 + 512];
+	struct sockaddr_storage ss;
+	size_t used = 0;
+	ssize_t n = recv(c->fd, buf, sizeof(buf), MSG_PEEK);
+	int r;
+
+	if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+		conn_wait(c, EV_READ);
+		return;
+	}
+	r = n > 0 ? proxy_parse(buf, (size_t)n, &ss, &used) : -1;
+	if (r == 0 && (size_t)n < sizeof(buf)) {
+		struct timeval tv = { 0, 10000 };
+		event_del(c->ev);
+		event_assign(c->ev, c->w->base, -1, 0, conn_io, c);
+		event_add(c->ev, &tv);
+		return;
+	}
+	if (r <= 0 || recv(c->fd, buf, used, 0) != (ssize_t)used) {
+		if (n > 0)
+			log_info(
+			    "%s: malformed PROXY protocol header", c->peer);
+		conn_close(c);
+		return;
+	}
+	if (r == 2) {
+		memcpy(&c->peer_ss, &ss, sizeof(ss));
+		peer_name((struct sockaddr *)&ss, c->peer, sizeof(c->peer));
+	}
+	conn_begin(c);
 }
 
 static void conn_handshake(struct conn *c)
@@ -235,12 +286,17 @@ void conn_finish(struct conn *c, int linger)
 static void conn_io(evutil_socket_t fd, short what, void *arg)
 {
 	struct conn *c = arg;
-	static const char *const phase[] = { "handshake", "request", "send",
-		"linger" };
+	static const char *const phase[] = { "handshake", "proxy", "request",
+		"send", "linger" };
 
 	(void)fd;
 	if (c->h2 != NULL && c->state != CS_LINGER) {
 		h2_io(c, what);
+		return;
+	}
+	if (c->state == CS_PROXY && (what & EV_TIMEOUT) &&
+	    conn_now_us(c) < c->deadline_us) {
+		proxy_read(c); /* the poll timer, not the deadline */
 		return;
 	}
 	if (what & EV_TIMEOUT) {
@@ -252,6 +308,7 @@ static void conn_io(evutil_socket_t fd, short what, void *arg)
 	}
 	switch (c->state) {
 	case CS_HANDSHAKE: conn_handshake(c); break;
+	case CS_PROXY: proxy_read(c); break;
 	case CS_READ: h1_read(c); break;
 	case CS_WRITE: h1_write(c); break;
 	case CS_LINGER: linger_read(c); break;

@@ -95,6 +95,7 @@ struct listen_addr {
 	struct sockaddr_storage ss;
 	socklen_t sslen;
 	int tls;
+	int proxy; /* a PROXY protocol header comes first */
 	struct vhost *def;
 	struct vhost **vhosts;
 	int nvhosts;
@@ -198,6 +199,7 @@ struct request {
 
 enum conn_state {
 	CS_HANDSHAKE,
+	CS_PROXY, /* reading a PROXY protocol header */
 	CS_READ,  /* idle, or reading a request head */
 	CS_WRITE, /* sending a response */
 	CS_LINGER /* sent our last bytes; draining input before close */
@@ -363,6 +365,10 @@ void tls_ktls_probe(struct config *);
 void h1_read(struct conn *);
 void h1_write(struct conn *);
 void h1_begin(struct conn *);
+
+/* proxy.c */
+int proxy_parse(const unsigned char *buf, size_t len,
+    struct sockaddr_storage *src, size_t *used);
 
 /* http2.c */
 int h2_start(struct conn *);

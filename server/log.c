@@ -206,7 +206,8 @@ void log_access(struct conn *c, struct request *r)
 		    "\",\"protocol\":\"HTTP/%d.%d\",\"status\":%d,"
 		    "\"bytes\":%llu,\"duration_ms\":%.3f,\"tls_version\":\"%"
 		    "s\","
-		    "\"tls_cipher\":\"%s\",\"ktls\":\"%s\",\"ktls_place\":\"%s\","
+		    "\"tls_cipher\":\"%s\",\"ktls\":\"%s\",\"ktls_place\":\"%"
+		    "s\","
 		    "\"user_agent\":\"",
 		    r->http_major, r->http_minor, r->status, sent, dur_ms,
 		    tls_version(c), tls_cipher(c), mode, place);

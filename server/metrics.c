@@ -197,13 +197,15 @@ void metrics_serve(struct conn *c, struct request *r)
 	for (int i = 1; i < WHY_COUNT; i++)
 		out(&t, "kttpd_ktls_fallback_total{reason=\"%s\"} %llu\n",
 		    tls_why[i], (unsigned long long)LOAD(m.fallback[i]));
-	out(&t, "# HELP kttpd_ktls_placement_total kTLS connections by where "
-	        "the kernel runs the crypto.\n"
-	        "# TYPE kttpd_ktls_placement_total counter\n");
+	out(&t,
+	    "# HELP kttpd_ktls_placement_total kTLS connections by where "
+	    "the kernel runs the crypto.\n"
+	    "# TYPE kttpd_ktls_placement_total counter\n");
 	for (int d = 0; d < 2; d++)
 		for (int p = SYS_TLS_NONE; p <= SYS_TLS_HW_RECORD; p++)
-			out(&t, "kttpd_ktls_placement_total{direction=\"%s\","
-			        "place=\"%s\"} %llu\n",
+			out(&t,
+			    "kttpd_ktls_placement_total{direction=\"%s\","
+			    "place=\"%s\"} %llu\n",
 			    d ? "rx" : "tx", sys_tls_conf_name(p),
 			    (unsigned long long)LOAD(m.place[d][p]));
 	counter(&t, "ktls_placement_unknown_total",
