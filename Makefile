@@ -59,9 +59,13 @@ run: deps-build
 # ASan+UBSan build (any sanitizer report fails), and the external suites.
 SAN_FLAGS = -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer
 SUITES   ?= --suite tests/ktls/run-suite \
-            --suite "tests/offload/run-offload-tests $(BUILD)/tests/ulp_probe"
+            --suite "tests/offload/run-offload-tests $(BUILD)/tests/ulp_probe" \
+            --suite "tests/fuzz/run.sh $(BUILD)/fuzz $(CHECK_FUZZ_TIME) $(FUZZ_TARGETS)" \
+            --suite "$(PYTHON) tests/soak/soak.py --time $(CHECK_SOAK_TIME) --bin $(BUILD)/kttpd"
+CHECK_FUZZ_TIME ?= 60
+CHECK_SOAK_TIME ?= 60
 check: deps-check
-	@$(MAKE) --no-print-directory -j2 all unit $(BUILD)/tests/ulp_probe
+	@$(MAKE) --no-print-directory -j2 all unit $(BUILD)/tests/ulp_probe fuzz-build
 	@$(MAKE) --no-print-directory -j2 BUILD=$(BUILD)-asan CFLAGS="$(SAN_FLAGS)" all
 	@$(PYTHON) tests/run.py --bin $(BUILD)/kttpd --asan $(BUILD)-asan/kttpd $(SUITES)
 
@@ -99,3 +103,42 @@ bench: all
 bench-debs: all
 	@bench/deps.sh fetch
 # ---- end bench ----
+# ---- fuzz: libFuzzer targets in tests/fuzz (see tests/fuzz/README.md) ----
+# make fuzz [FUZZ_TIME=300] [FUZZ_TARGETS="http1 path"]; make fuzz-ci (60 s each)
+FUZZ_CC      ?= clang
+FUZZ_TIME    ?= 300
+FUZZ_TARGETS ?= http1 http2 range path config
+FUZZ_BUILD    = $(BUILD)/fuzz
+FUZZ_CFLAGS   = -std=gnu11 -g -O1 -fno-omit-frame-pointer -pthread \
+                -fsanitize=fuzzer-no-link,address,undefined \
+                -fno-sanitize-recover=undefined \
+                $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+FUZZ_OBJ      = $(patsubst %.c,$(FUZZ_BUILD)/obj/%.o,$(filter-out server/main.c,$(SRV_SRC)) $(SYS_SRC))
+FUZZ_WRAP     = -Wl,--wrap=SSL_write,--wrap=SSL_get_error,--wrap=SSL_sendfile
+FUZZ_BIN      = $(patsubst %,$(FUZZ_BUILD)/fuzz_%,$(FUZZ_TARGETS))
+
+.PHONY: fuzz fuzz-ci fuzz-build
+.SECONDARY: $(FUZZ_OBJ)
+$(FUZZ_BUILD)/obj/%.o: %.c server/kttpd.h sys/sys.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -c -o $@ $<
+
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_wrap.c tests/fuzz/fuzz_conn.h $(FUZZ_OBJ)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -Iserver $(FUZZ_WRAP) \
+	    -o $@ $< tests/fuzz/fuzz_wrap.c $(FUZZ_OBJ) $(LDLIBS)
+
+fuzz-build: $(FUZZ_BIN)
+
+fuzz: fuzz-build
+	@tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_TIME) $(FUZZ_TARGETS)
+
+fuzz-ci:
+	@$(MAKE) --no-print-directory fuzz FUZZ_TIME=60
+# ---- end fuzz ----
+
+# ---- soak: tests/soak/soak.py (bounded; SOAK_TIME=600 or more by hand) ----
+SOAK_TIME ?= 60
+.PHONY: soak
+soak: all
+	@$(PYTHON) tests/soak/soak.py --time $(SOAK_TIME) --bin $(BUILD)/kttpd
+# ---- end soak ----

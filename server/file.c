@@ -25,6 +25,10 @@ static int errno_status(int e)
 	case ENAMETOOLONG:
 	case EXDEV: /* a symlink out of the root: as if absent */
 	case ELOOP: return 404;
+	case EMFILE:
+	case ENFILE: /* out of descriptors: a passing state, not our fault */
+		log_warn("open: %s", strerror(e));
+		return 503;
 	default: log_error("open: %s", strerror(e)); return 500;
 	}
 }

@@ -178,8 +178,10 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *f,
 		s->r.status = 431;
 		return 0;
 	}
-	if ((i = slot_for(name, namelen)) < 0 || s->sp[i].n != 0)
-		return 0;
+	if ((i = slot_for(name, namelen)) < 0 || s->sp[i].n != 0 ||
+	    valuelen == 0)
+		return 0; /* an empty value leaves the slot unset, as before,
+		           * and s->arena may be NULL: no NULL + 0 below */
 	if (s->alen + valuelen > s->acap) {
 		size_t cap = s->acap ? s->acap * 2 : 256;
 		while (cap < s->alen + valuelen)
