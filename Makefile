@@ -27,7 +27,11 @@ LIB_OBJ   = $(filter-out $(BUILD)/server/main.o,$(OBJ))
 UNIT_SRC  = $(wildcard tests/unit/unit_*.c)
 UNIT_BIN  = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
-.PHONY: all run check unit deps-build deps-check clean format
+.PHONY: all run check unit deps-build deps-check clean format install
+
+PREFIX     ?= /usr/local
+SYSCONFDIR ?= /etc
+UNITDIR    ?= /lib/systemd/system
 
 all: $(BUILD)/kttpd
 
@@ -68,6 +72,19 @@ check: deps-check
 	@$(MAKE) --no-print-directory -j2 all unit $(BUILD)/tests/ulp_probe fuzz-build
 	@$(MAKE) --no-print-directory -j2 BUILD=$(BUILD)-asan CFLAGS="$(SAN_FLAGS)" all
 	@$(PYTHON) tests/run.py --bin $(BUILD)/kttpd --asan $(BUILD)-asan/kttpd $(SUITES)
+
+# make install [PREFIX=/usr/local] [DESTDIR=...]: the binary, man pages,
+# the systemd unit and, when none is there, the example config.
+install: all
+	install -D -m 0755 $(BUILD)/kttpd $(DESTDIR)$(PREFIX)/sbin/kttpd
+	install -D -m 0644 conf/man/kttpd.8 $(DESTDIR)$(PREFIX)/share/man/man8/kttpd.8
+	install -D -m 0644 conf/man/kttpd.conf.5 $(DESTDIR)$(PREFIX)/share/man/man5/kttpd.conf.5
+	install -d $(DESTDIR)$(UNITDIR)
+	sed -e 's|@SBINDIR@|$(PREFIX)/sbin|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+	    conf/kttpd.service > $(DESTDIR)$(UNITDIR)/kttpd.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/kttpd.service
+	test -e $(DESTDIR)$(SYSCONFDIR)/kttpd/kttpd.conf || \
+	    install -D -m 0644 conf/kttpd.conf $(DESTDIR)$(SYSCONFDIR)/kttpd/kttpd.conf
 
 format:
 	clang-format -i server/*.c server/*.h sys/*.c sys/*.h tests/unit/*.c tests/unit/*.h

@@ -51,7 +51,9 @@ def find_tools(prefix, kttpd):
         return t
     libs = ":".join(f"{prefix}/{d}" for d in (
         "lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu"))
-    run = [f"{prefix}/lib64/ld-linux-x86-64.so.2", "--library-path", libs]
+    # not lib64/: in the .deb that is an absolute link to the host loader
+    run = [f"{prefix}/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
+           "--library-path", libs]
     t["kttpd"] = run + [kttpd]
     for n, p in names.items():
         t[n] = run + [f"{prefix}/{p}"]
@@ -191,14 +193,14 @@ def facts(tools, env, quick):
 
 def aes_speed(tools, env, cpu, secs):
     """openssl speed -evp aes-128-gcm, 16 KiB blocks, one core: bytes/s."""
-    argv = ["taskset", "-c", str(cpu)] + tools["openssl"] + [
-        "speed", "-evp", "aes-128-gcm", "-bytes", "16384", "-seconds",
-        str(secs), "-mr"]
+    args = ["speed", "-evp", "aes-128-gcm", "-bytes", "16384", "-seconds",
+            str(secs), "-mr"]
+    argv = ["taskset", "-c", str(cpu)] + tools["openssl"] + args
     r = sh(argv, env=env)
     for line in r.stdout.splitlines():
         if line.startswith("+F:"):
-            return float(line.split(":")[-1]), " ".join(argv[3:])
-    return 0.0, " ".join(argv[3:])
+            return float(line.split(":")[-1]), " ".join(["openssl"] + args)
+    return 0.0, " ".join(["openssl"] + args)
 
 
 def h2_offered(tools, env, port):
@@ -454,6 +456,10 @@ def run_all(cfg, srvs):
                     print(f"  {srv.name} died; restarting", flush=True)
                     srv.stop()
                     srv.start(cfg.server_cpu, cfg.env, cfg.w.log)
+        if wl.key == "W7":      # the next workloads start from a fresh heap
+            for srv in srvs:
+                srv.stop()
+                srv.start(cfg.server_cpu, cfg.env, cfg.w.log)
     return results, commands
 
 
@@ -506,12 +512,11 @@ def main():
     info.update(aes_bytes_per_s=aes, aes_cmd=aes_cmd)
 
     srvs = servers.make_servers(w, cfg.tools, ktls)
-    pg = open(a.pgids, "a", buffering=1) if a.pgids else None
+    if a.pgids:
+        servers.PGIDS = open(a.pgids, "a", buffering=1)
     try:
         for s in srvs:
             s.start(cfg.server_cpu, cfg.env, w.log)
-            if pg:
-                pg.write(f"{s.proc.pid}\n")
             s.h2 = h2_offered(cfg.tools, cfg.env, s.port)
         info["negotiated"] = {s.name: negotiated(cfg.tools, cfg.env, s.port)
                               for s in srvs}
@@ -529,7 +534,8 @@ def main():
     info["workloads"] = [(wl.key, wl.title, wl.unit, wl.h2)
                          for wl in workloads(cfg)]
     os.makedirs(a.out, exist_ok=True)
-    stem = f"{a.out}/{time.strftime('%Y-%m-%d')}-{info['host']}"
+    host = os.environ.get("BENCH_HOST") or info["host"]
+    stem = f"{a.out}/{time.strftime('%Y-%m-%d')}-{host}"
     with open(stem + ".json", "w") as f:
         json.dump({"info": info, "results": results}, f, indent=1)
     report.write(stem)

@@ -33,10 +33,12 @@ for d in "$here"/debs/*.deb; do
 	dpkg-deb -x "$d" "$prefix"
 done
 lib="$prefix/lib/x86_64-linux-gnu:$prefix/usr/lib/x86_64-linux-gnu"
-echo "carried openssl: $("$prefix/lib64/ld-linux-x86-64.so.2" \
+echo "carried openssl: $("$prefix/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2" \
 	--library-path "$lib" "$prefix/usr/bin/openssl" version)"
 
 echo "== bench (QUICK)"
+# the file name: DATE-HOST-NCPUcpu, apart from a run here on a same-named host
+BENCH_HOST=${BENCH_HOST:-$(hostname)-$(nproc)cpu} \
 BENCH_PREFIX=$prefix BENCH_WORK=/tmp/kttpd-bench \
 	timeout -s TERM 420 "$here/run.sh" --quick --out "$out"
 rc=$?

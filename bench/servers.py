@@ -15,6 +15,8 @@ import time
 SUITE = "TLS_AES_128_GCM_SHA256"
 HZ = os.sysconf("SC_CLK_TCK")
 # file descriptors a server may use: what run.sh could raise the limit to
+# a file (run.sh's) to record each server's process group in, for its trap
+PGIDS = None
 NOFILE = min(65536, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
 
 
@@ -41,6 +43,8 @@ class Server:
         self.proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL,
                                      stdout=log, stderr=log,
                                      start_new_session=True)
+        if PGIDS:
+            PGIDS.write(f"{self.proc.pid}\n")
         wait_ready(self, self.port)
         wait_ready(self, self.rsa_port)
 

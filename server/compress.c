@@ -236,10 +236,10 @@ static int cached_gzip(
 	return open(name, O_RDONLY | O_CLOEXEC);
 }
 
+/* The caller lets go of the original (it may be the open-file cache's). */
 static void use(struct request *r, int *fd, struct stat *st, int nfd,
     const struct stat *nst, const char *coding)
 {
-	close(*fd);
 	*fd = nfd;
 	*st = *nst;
 	r->encoding = coding;

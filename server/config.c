@@ -48,6 +48,8 @@ static cfg_opt_t location_opts[] = {
 	CFG_BOOL("gzip_static", cfg_false, CFGF_NODEFAULT),
 	CFG_BOOL("metrics", cfg_false, CFGF_NONE),
 	CFG_STR_LIST("allow", NULL, CFGF_NODEFAULT),
+	CFG_BOOL("autoindex", cfg_false, CFGF_NODEFAULT),
+	CFG_STR_LIST("error_page", NULL, CFGF_NODEFAULT),
 	CFG_END(),
 };
 
@@ -63,6 +65,8 @@ static cfg_opt_t server_opts[] = {
 	CFG_BOOL("gzip", cfg_false, CFGF_NONE),
 	CFG_BOOL("gzip_static", cfg_false, CFGF_NONE),
 	CFG_STR_LIST("allow", NULL, CFGF_NODEFAULT),
+	CFG_BOOL("autoindex", cfg_false, CFGF_NONE),
+	CFG_STR_LIST("error_page", NULL, CFGF_NODEFAULT),
 	CFG_SEC("location", location_opts,
 	    CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
 	CFG_END(),
@@ -87,6 +91,8 @@ static cfg_opt_t root_opts[] = {
 	CFG_INT("max_headers", KT_DEF_MAX_HEADERS, CFGF_NONE),
 	CFG_INT("keepalive_requests", KT_DEF_KEEPALIVE_REQUESTS, CFGF_NONE),
 	CFG_INT("max_ranges", 16, CFGF_NONE),
+	CFG_INT("open_file_cache", 0, CFGF_NONE),
+	CFG_INT("access_log_buffer", 0, CFGF_NONE),
 	CFG_INT("handshake_timeout", KT_DEF_HANDSHAKE_TIMEOUT, CFGF_NONE),
 	CFG_INT("header_timeout", KT_DEF_HEADER_TIMEOUT, CFGF_NONE),
 	CFG_INT("keepalive_timeout", KT_DEF_KEEPALIVE_TIMEOUT, CFGF_NONE),
@@ -129,6 +135,8 @@ static const struct {
 	N(max_headers, 1, 10000),
 	N(keepalive_requests, 1, 100000000),
 	N(max_ranges, 1, 1000),
+	N(open_file_cache, 0, 1000000),
+	N(access_log_buffer, 0, 16 << 20),
 	N(handshake_timeout, 1, 3600),
 	N(header_timeout, 1, 3600),
 	N(keepalive_timeout, 0, 86400),
@@ -448,6 +456,24 @@ static int v_allow(cfg_t *cfg, cfg_opt_t *opt)
 	return 0;
 }
 
+/* error_page = { "404 /errors/404.html", ... } */
+static int v_error_page(cfg_t *cfg, cfg_opt_t *opt)
+{
+	for (unsigned i = 0; i < cfg_opt_size(opt); i++) {
+		const char *v = cfg_opt_getnstr(opt, i), *sp = strchr(v, ' ');
+		int status = atoi(v);
+		if (status < 400 || status > 599 || sp == NULL ||
+		    sp[1] != '/') {
+			cfg_error(cfg,
+			    "error_page \"%s\": want \"STATUS /path\" with "
+			    "a 4xx or 5xx status",
+			    v);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 static int v_location(cfg_t *cfg, cfg_opt_t *opt)
 {
 	cfg_t *loc = cfg_opt_getnsec(opt, cfg_opt_size(opt) - 1);
@@ -620,6 +646,23 @@ static int location_fill(
 	src = loc && cfg_size(loc, "gzip_static") ? loc : srv;
 	l->gzip_static = cfg_getbool(src, "gzip_static");
 	l->metrics = loc ? cfg_getbool(loc, "metrics") : 0;
+	src = loc && cfg_size(loc, "autoindex") ? loc : srv;
+	l->autoindex = cfg_getbool(src, "autoindex");
+	src = loc && cfg_size(loc, "error_page") ? loc : srv;
+	if ((l->nerrpages = (int)cfg_size(src, "error_page")) > 0) {
+		l->errpages = calloc(
+		    (size_t)l->nerrpages, sizeof(*l->errpages));
+		if (l->errpages == NULL)
+			return -1;
+		for (int i = 0; i < l->nerrpages; i++) {
+			const char *v = cfg_getnstr(
+			    src, "error_page", (unsigned)i);
+			l->errpages[i].status = atoi(v);
+			if ((l->errpages[i].path = strdup(
+			         strchr(v, ' ') + 1)) == NULL)
+				return -1;
+		}
+	}
 	src = loc && cfg_size(loc, "allow") ? loc : srv;
 	if ((l->nallow = (int)cfg_size(src, "allow")) > 0) {
 		char err[256];
@@ -776,6 +819,9 @@ static void config_free(struct config *cfg)
 			free(l->root);
 			free(l->cache_control);
 			free(l->allow);
+			for (int x = 0; x < l->nerrpages; x++)
+				free(l->errpages[x].path);
+			free(l->errpages);
 		}
 		tls_ctx_free(vh->ssl_ctx);
 		free(vh->tls_ciphers);
@@ -877,12 +923,12 @@ struct config *config_load(const char *path)
 {
 	static const char *const number_opts[] = { "max_connections",
 		"max_request_head", "max_uri", "max_headers",
-		"keepalive_requests", "max_ranges", "handshake_timeout",
-		"header_timeout", "keepalive_timeout", "send_timeout",
-		"shutdown_timeout", "session_cache", "session_timeout",
-		"http2_max_streams", "http2_reset_burst", "http2_reset_rate",
-		"gzip_min_size", "gzip_max_size", "gzip_level",
-		"gzip_cache_size", NULL };
+		"keepalive_requests", "max_ranges", "open_file_cache",
+		"access_log_buffer", "handshake_timeout", "header_timeout",
+		"keepalive_timeout", "send_timeout", "shutdown_timeout",
+		"session_cache", "session_timeout", "http2_max_streams",
+		"http2_reset_burst", "http2_reset_rate", "gzip_min_size",
+		"gzip_max_size", "gzip_level", "gzip_cache_size", NULL };
 	struct config *cfg = NULL;
 	cfg_t *root = cfg_init(root_opts, CFGF_NONE);
 	int r;
@@ -906,6 +952,8 @@ struct config *config_load(const char *path)
 	cfg_set_validate_func(root, "server|location|root", v_directory);
 	cfg_set_validate_func(root, "gzip_cache", v_gzip_cache);
 	cfg_set_validate_func(root, "server|allow", v_allow);
+	cfg_set_validate_func(root, "server|error_page", v_error_page);
+	cfg_set_validate_func(root, "server|location|error_page", v_error_page);
 	cfg_set_validate_func(root, "server|location|allow", v_allow);
 	cfg_set_validate_func(root, "server|gzip", v_gzip);
 	cfg_set_validate_func(root, "server|location|gzip", v_gzip);

@@ -8,12 +8,15 @@
 #include "kttpd.h"
 #include "../sys/sys.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#define LISTING_DONE 1 /* open_index answered with a listing */
 
 static int errno_status(int e)
 {
@@ -33,9 +36,21 @@ static int errno_status(int e)
 	}
 }
 
-static int open_rel(
-    struct location *l, const char *path, int *fd, struct stat *st)
+/* Let go of a file from open_rel. */
+static void drop_file(int fd, struct fc_entry *fce)
 {
+	if (fce != NULL)
+		fc_put(fce);
+	else if (fd >= 0)
+		close(fd);
+}
+
+/* Open path beneath l's root, through the worker's open-file cache. */
+static int open_rel(struct request *r, struct location *l, const char *path,
+    int *fd, struct stat *st, struct fc_entry **fce)
+{
+	if ((*fce = fc_get(r->w ? r->w->fc : NULL, l, path, fd, st)) != NULL)
+		return 0;
 	*fd = sys_open_beneath(
 	    l->root_fd, path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
 	if (*fd < 0)
@@ -46,6 +61,7 @@ static int open_rel(
 		*fd = -1;
 		return errno_status(e);
 	}
+	*fce = fc_add(r->w ? r->w->fc : NULL, l, path, *fd, st);
 	return 0;
 }
 
@@ -76,9 +92,110 @@ static char *location_for(const char *path, struct span query)
 	return out;
 }
 
+/* Append s HTML-escaped, or percent-encoded for an href. */
+static void put_escaped(FILE *f, const char *s, int href)
+{
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+		if (href &&
+		    !((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		        (ch >= '0' && ch <= '9') || strchr("-._~/", ch)))
+			fprintf(f, "%%%02X", ch);
+		else if (!href && ch == '<')
+			fputs("&lt;", f);
+		else if (!href && ch == '>')
+			fputs("&gt;", f);
+		else if (!href && ch == '&')
+			fputs("&amp;", f);
+		else if (!href && ch == '"')
+			fputs("&quot;", f);
+		else if (!href && ch == '\'')
+			fputs("&#39;", f);
+		else
+			fputc(ch, f);
+	}
+}
+
+static int by_name(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* An HTML listing of dir (autoindex): names escaped, dotfiles left out. */
+static int listing(struct request *r, const char *dir)
+{
+	int dfd = sys_open_beneath(
+	    r->loc->root_fd, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	char **names = NULL, *html = NULL;
+	size_t n = 0, cap = 0, len = 0;
+	struct dirent *de;
+	DIR *d;
+	FILE *f;
+	int status = 500;
+
+	if (dfd < 0)
+		return errno_status(errno);
+	if ((d = fdopendir(dfd)) == NULL) {
+		close(dfd);
+		return 500;
+	}
+	while ((de = readdir(d)) != NULL && n < KT_LISTING_MAX) {
+		if (de->d_name[0] == '.')
+			continue;
+		if (n == cap) {
+			char **nn = realloc(
+			    names, (cap = cap ? cap * 2 : 64) * sizeof(*names));
+			if (nn == NULL)
+				goto fail;
+			names = nn;
+		}
+		if ((names[n] = strdup(de->d_name)) == NULL)
+			goto fail;
+		n++;
+	}
+	qsort(names, n, sizeof(*names), by_name);
+	if ((f = open_memstream(&html, &len)) == NULL)
+		goto fail;
+	fputs("<!doctype html>\n<html><head><meta charset=\"utf-8\">"
+	      "<title>Index of ",
+	    f);
+	put_escaped(f, dir, 0);
+	fputs("</title></head>\n<body><h1>Index of ", f);
+	put_escaped(f, dir, 0);
+	fputs("</h1>\n<pre>\n<a href=\"../\">../</a>\n", f);
+	for (size_t i = 0; i < n; i++) {
+		struct stat st;
+		char when[40];
+		int isdir;
+		if (fstatat(dirfd(d), names[i], &st, 0) < 0)
+			continue;
+		isdir = S_ISDIR(st.st_mode);
+		date_format(st.st_mtime, when, sizeof(when));
+		fputs("<a href=\"", f);
+		put_escaped(f, names[i], 1);
+		fputs(isdir ? "/\">" : "\">", f);
+		put_escaped(f, names[i], 0);
+		fprintf(f, "%s</a>  %s  %lld\n", isdir ? "/" : "", when,
+		    isdir ? -1LL : (long long)st.st_size);
+	}
+	fputs("</pre>\n</body></html>\n", f);
+	if (fclose(f) == 0 &&
+	    req_set_body(r, html, len, "text/html; charset=utf-8") == 0) {
+		html = NULL;
+		status = LISTING_DONE;
+	}
+fail:
+	free(html);
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	closedir(d);
+	return status;
+}
+
 /* A directory: its first index file that is a regular file. */
-static int open_index(
-    struct request *r, const char *dir, int *fd, struct stat *st, char **name)
+static int open_index(struct request *r, const char *dir, int *fd,
+    struct stat *st, struct fc_entry **fce, char **name)
 {
 	size_t dlen = strlen(dir);
 
@@ -91,19 +208,20 @@ static int open_index(
 			return 500;
 		memcpy(p, dir, dlen);
 		memcpy(p + dlen, r->loc->index[i], ilen + 1);
-		s = open_rel(r->loc, p, fd, st);
+		s = open_rel(r, r->loc, p, fd, st, fce);
 		if (s == 0 && S_ISREG(st->st_mode)) {
 			*name = p;
 			return 0;
 		}
 		free(p);
 		if (s == 0)
-			close(*fd);
+			drop_file(*fd, *fce);
 		*fd = -1;
+		*fce = NULL;
 		if (s != 404)
 			return s;
 	}
-	return 403; /* no index, and listings are off */
+	return r->loc->autoindex ? listing(r, dir) : 403;
 }
 
 /* The multipart body's closing delimiter. */
@@ -189,37 +307,45 @@ void file_serve(struct request *r, const char *path, struct span query)
 {
 	char *index = NULL; /* the index file's path, when path is a dir */
 	const char *name = path;
+	struct fc_entry *fce = NULL;
 	struct stat st;
-	int fd, s;
+	int fd, vfd, s;
 
 	if (r->loc == NULL)
 		r->loc = config_location(r->vh, path);
-	if ((s = open_rel(r->loc, path, &fd, &st)) != 0)
+	if ((s = open_rel(r, r->loc, path, &fd, &st, &fce)) != 0)
 		goto fail;
 	if (S_ISDIR(st.st_mode)) {
-		close(fd);
+		drop_file(fd, fce);
 		if (path[strlen(path) - 1] != '/') {
 			r->location = location_for(path, query);
 			s = r->location ? 301 : 500;
 			goto fail;
 		}
-		if ((s = open_index(r, path, &fd, &st, &index)) != 0)
+		if ((s = open_index(r, path, &fd, &st, &fce, &index)) ==
+		    LISTING_DONE) {
+			r->status = 200;
+			return;
+		}
+		if (s != 0)
 			goto fail;
 		name = index;
-	} else if (!S_ISREG(st.st_mode)) {
-		close(fd);
-		s = 404;
-		goto fail;
-	} else if (path[strlen(path) - 1] == '/') {
-		close(fd); /* "/file.txt/" names no directory */
+	} else if (!S_ISREG(st.st_mode) || path[strlen(path) - 1] == '/') {
+		drop_file(fd, fce); /* "/file.txt/" names no directory */
 		s = 404;
 		goto fail;
 	}
 
 	r->ctype = mime_type(r->vh->cfg->mime, name);
-	compress_choose(r, name, r->ctype, &fd, &st);
+	vfd = fd;
+	compress_choose(r, name, r->ctype, &vfd, &st);
+	if (vfd != fd) { /* an encoded variant: not the cached original */
+		drop_file(fd, fce);
+		fce = NULL;
+	}
 	free(index);
-	r->fd = fd;
+	r->fd = vfd;
+	r->fce = fce;
 	r->size = (uint64_t)st.st_size;
 	r->mtime = st.st_mtime;
 	/* each encoding is its own representation, with its own tag */

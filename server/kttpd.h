@@ -45,6 +45,8 @@
 #define KT_ACCEPT_PAUSE_MS 100       /* EMFILE: stop accepting this long */
 #define KT_ACCEPT_BATCH    64        /* accepts per readiness event */
 #define KT_CHUNK           16384     /* one TLS record of plaintext */
+#define KT_LISTING_MAX     100000    /* names in one directory listing */
+#define KT_ERRPAGE_MAX     65536     /* a custom error page, read whole */
 #define KT_SENDFILE_CHUNK  (1 << 20) /* per sendfile() call, for fairness */
 
 struct config;
@@ -70,7 +72,13 @@ struct location {
 	int nindex;
 	char *cache_control;
 	long expires;
-	int metrics;        /* this location answers with the metrics */
+	int metrics;     /* this location answers with the metrics */
+	int autoindex;   /* list a directory that has no index file */
+	struct errpage { /* custom error pages: status -> path */
+		int status;
+		char *path;
+	} * errpages;
+	int nerrpages;
 	struct cidr *allow; /* client addresses allowed; none: all */
 	int nallow;
 	int gzip;        /* on-the-fly gzip into the cache */
@@ -118,6 +126,8 @@ struct config {
 	long max_connections, max_request_head, max_uri, max_headers;
 	long keepalive_requests;
 	long max_ranges;
+	long open_file_cache;   /* entries per worker; 0: off */
+	long access_log_buffer; /* bytes per worker; 0: a write per line */
 	long handshake_timeout, header_timeout, keepalive_timeout;
 	long send_timeout, shutdown_timeout;
 	int session_tickets;
@@ -171,7 +181,9 @@ struct request {
 	int status;
 	char *location; /* redirect target (malloc) */
 	const char *ctype;
-	int fd;             /* body file, -1 without */
+	int fd;               /* body file, -1 without */
+	struct fc_entry *fce; /* fd belongs to this open-file cache entry */
+	struct worker *w;
 	uint64_t size;      /* file size */
 	uint64_t off, len;  /* body range */
 	int partial;        /* 206: send Content-Range */
@@ -301,6 +313,10 @@ struct worker {
 	int nconns;
 	int stopping;
 	struct metrics m;
+	struct filecache *fc;
+	char *logbuf; /* access lines not yet written */
+	size_t logbuf_len, logbuf_cap;
+	struct event *flush_ev;
 	time_t date_t;
 	char date[40];
 };
@@ -331,6 +347,7 @@ extern atomic_long kt_nconns; /* open connections, all workers */
 int worker_start_all(struct config *);
 void worker_reload_all(struct config *);
 void worker_stop_all(void);
+void worker_flush_logs(void);
 void worker_join_all(void);
 const char *worker_date(struct worker *);
 
@@ -411,6 +428,15 @@ int compress_accepts(struct span accept_encoding, const char *coding);
 void compress_choose(struct request *, const char *path, const char *ctype,
     int *fd, struct stat *);
 
+/* filecache.c */
+struct filecache *fc_new(long max);
+void fc_free(struct filecache *);
+struct fc_entry *fc_get(struct filecache *, const struct location *,
+    const char *path, int *fd, struct stat *);
+struct fc_entry *fc_add(struct filecache *, const struct location *,
+    const char *path, int fd, const struct stat *);
+void fc_put(struct fc_entry *);
+
 /* file.c */
 void file_serve(struct request *, const char *path, struct span query);
 int file_next_part(struct request *);
@@ -438,6 +464,7 @@ void log_reopen(void);
 void log_msg(int level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void log_access(struct conn *, struct request *);
+void log_flush(struct worker *);
 #define log_error(...) log_msg(KT_LOG_ERROR, __VA_ARGS__)
 #define log_warn(...)  log_msg(KT_LOG_WARN, __VA_ARGS__)
 #define log_info(...)  log_msg(KT_LOG_INFO, __VA_ARGS__)

@@ -172,6 +172,34 @@ static void place_field(struct conn *c, char *out, size_t len)
 		    sys_tls_conf_name(c->mode.rx_place));
 }
 
+/*
+ * Access lines gather in the worker's buffer and leave in one write when
+ * it fills, once a second (worker.c's timer), and when the worker stops:
+ * nothing is lost on reload or shutdown. Unbuffered when the size is 0.
+ */
+void log_flush(struct worker *w)
+{
+	if (w->logbuf_len > 0 && lg.acc_fd >= 0)
+		(void)!write(lg.acc_fd, w->logbuf, w->logbuf_len);
+	w->logbuf_len = 0;
+}
+
+static void log_append(struct worker *w, const char *line, size_t n)
+{
+	if (w->logbuf == NULL) {
+		(void)!write(lg.acc_fd, line, n);
+		return;
+	}
+	if (w->logbuf_len + n > w->logbuf_cap)
+		log_flush(w);
+	if (n > w->logbuf_cap) {
+		(void)!write(lg.acc_fd, line, n);
+		return;
+	}
+	memcpy(w->logbuf + w->logbuf_len, line, n);
+	w->logbuf_len += n;
+}
+
 void log_access(struct conn *c, struct request *r)
 {
 	struct line l = { .n = 0 };
@@ -228,5 +256,5 @@ void log_access(struct conn *c, struct request *r)
 		    tls_version(c), tls_cipher(c), mode, place);
 	}
 	l.buf[l.n++] = '\n';
-	(void)!write(lg.acc_fd, l.buf, l.n);
+	log_append(c->w, l.buf, l.n);
 }

@@ -125,6 +125,8 @@ static int signal_loop(struct config *cfg)
 		if (sig == SIGHUP)
 			cfg = reload(cfg);
 		else if (sig == SIGUSR1) {
+			worker_flush_logs(); /* into the old file, then switch
+			                      */
 			log_reopen();
 			log_info("logs reopened");
 		} else

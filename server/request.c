@@ -11,8 +11,12 @@
 #include <http_parser.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 #include <unistd.h>
+
+#include "../sys/sys.h"
 
 static char *memdup(const void *p, size_t n)
 {
@@ -43,6 +47,7 @@ void req_dispatch(struct conn *c, struct request *r)
 	int st;
 
 	r->vh = c->vh;
+	r->w = c->w;
 	if (r->method == M_OTHER) {
 		r->status = 405;
 		return;
@@ -91,7 +96,9 @@ void req_dispatch(struct conn *c, struct request *r)
 /* What a request holds; the struct itself may live inside another. */
 void req_release(struct request *r)
 {
-	if (r->fd >= 0)
+	if (r->fce != NULL)
+		fc_put(r->fce);
+	else if (r->fd >= 0)
 		close(r->fd);
 	free(r->location);
 	if (r->parts != NULL)
@@ -119,6 +126,40 @@ int req_set_body(struct request *r, char *mem, size_t len, const char *ctype)
 	return mem ? 0 : -1;
 }
 
+/*
+ * The location's error_page for r's status, read into memory (a page
+ * of at most KT_ERRPAGE_MAX bytes). 0 when there is one.
+ */
+static int custom_page(struct request *r)
+{
+	const struct location *l = r->loc;
+	char *buf = NULL;
+	ssize_t n;
+	int fd;
+
+	if (l == NULL && r->vh != NULL)
+		l = &r->vh->locs[r->vh->nlocs - 1]; /* "/" */
+	for (int i = 0; l != NULL && i < l->nerrpages; i++) {
+		if (l->errpages[i].status != r->status)
+			continue;
+		fd = sys_open_beneath(l->root_fd, l->errpages[i].path,
+		    O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+		if (fd < 0 || (buf = malloc(KT_ERRPAGE_MAX)) == NULL ||
+		    (n = read(fd, buf, KT_ERRPAGE_MAX)) < 0) {
+			log_warn("error_page %s: %s", l->errpages[i].path,
+			    strerror(errno));
+			free(buf);
+			if (fd >= 0)
+				close(fd);
+			return -1;
+		}
+		close(fd);
+		return req_set_body(r, buf, (size_t)n,
+		    mime_type(r->vh->cfg->mime, l->errpages[i].path));
+	}
+	return -1;
+}
+
 /* After routing: every response but a file's or a 304 gets a body. */
 void req_finish(struct request *r)
 {
@@ -127,6 +168,8 @@ void req_finish(struct request *r)
 
 	if ((r->fd >= 0 && (r->status == 200 || r->status == 206)) ||
 	    r->status == 304 || r->mem != NULL)
+		return;
+	if (r->status >= 400 && custom_page(r) == 0)
 		return;
 	n = req_error_body(r->status, err, sizeof(err));
 	req_set_body(r, memdup(err, n), n, "text/html");

@@ -133,6 +133,13 @@ static int accept_setup(struct wslot *s)
 	return 0;
 }
 
+static void flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	log_flush(arg);
+}
+
 static void stop_timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct worker *w = arg;
@@ -154,6 +161,12 @@ static void cmd_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	if (read(fd, &cmd, 1) != 1)
 		return;
+	if (cmd == 'r' || cmd == 'f') /* reload, reopen: lines so far first */
+		log_flush(w);
+	if (cmd == 'f') {
+		atomic_fetch_add(&acks, 1);
+		return;
+	}
 	if (cmd == 'r') {
 		struct config *old = w->cfg;
 		w->cfg = atomic_exchange(&w->next_cfg, NULL);
@@ -186,6 +199,7 @@ static void *worker_main(void *arg)
 	event_base_dispatch(w->base);
 	while (!TAILQ_EMPTY(&w->conns))
 		conn_close(TAILQ_FIRST(&w->conns));
+	log_flush(w);
 	return NULL;
 }
 
@@ -198,6 +212,10 @@ static int worker_init(struct wslot *s, int id, struct config *cfg)
 	TAILQ_INIT(&w->conns);
 	w->cfg = cfg;
 	config_ref(cfg);
+	w->fc = fc_new(cfg->open_file_cache); /* size fixed at start */
+	w->logbuf_cap = (size_t)cfg->access_log_buffer; /* likewise */
+	if (w->logbuf_cap > 0 && (w->logbuf = malloc(w->logbuf_cap)) == NULL)
+		goto fail;
 	if (ec == NULL || pipe2(s->pipe, O_CLOEXEC | O_NONBLOCK) < 0)
 		goto fail;
 	/* one thread per base: no locks; coalesce del+add into one change */
@@ -212,6 +230,10 @@ static int worker_init(struct wslot *s, int id, struct config *cfg)
 	    w->base, s->pipe[0], EV_READ | EV_PERSIST, cmd_cb, s);
 	w->pause_ev = evtimer_new(w->base, resume_cb, w);
 	w->stop_ev = evtimer_new(w->base, stop_timeout_cb, w);
+	w->flush_ev = event_new(w->base, -1, EV_PERSIST, flush_cb, w);
+	if (w->flush_ev == NULL ||
+	    event_add(w->flush_ev, &(struct timeval){ 1, 0 }) < 0)
+		goto fail;
 	if (w->cmd_ev == NULL || w->pause_ev == NULL || w->stop_ev == NULL ||
 	    event_add(w->cmd_ev, NULL) < 0 || accept_setup(s) < 0)
 		goto fail;
@@ -274,6 +296,17 @@ void worker_reload_all(struct config *cfg)
 		nanosleep(&ts, NULL);
 }
 
+/* Every worker writes out its buffered access lines; returns after. */
+void worker_flush_logs(void)
+{
+	struct timespec ts = { 0, 1000000 };
+
+	atomic_store(&acks, 0);
+	tell('f');
+	while (atomic_load(&acks) < nslots)
+		nanosleep(&ts, NULL);
+}
+
 void worker_stop_all(void)
 {
 	tell('s');
@@ -289,7 +322,10 @@ void worker_join_all(void)
 		event_free(w->cmd_ev);
 		event_free(w->pause_ev);
 		event_free(w->stop_ev);
+		event_free(w->flush_ev);
+		free(w->logbuf);
 		event_base_free(w->base);
+		fc_free(w->fc);
 		config_unref(w->cfg);
 		free(w->accept_ev);
 		free(slots[i].acc);

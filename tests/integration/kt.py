@@ -190,6 +190,13 @@ class Site:
         os.chmod(d, 0o777)  # a server that drops privileges may reopen logs
         return d
 
+    def new_root(self, name):
+        """A fresh, empty docroot under the site's folder (for tests that
+        write their own files; the shared roots stay read-only)."""
+        d = Path(tempfile.mkdtemp(prefix=name + "-", dir=self.dir))
+        os.chmod(d, 0o755)
+        return d
+
     def cleanup(self):
         shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -259,7 +266,8 @@ class Server:
     Global options override the defaults below (workers = 2, short timeouts,
     logs in the server's own directory). vhost_a adds or overrides options of
     the a.test server block (e.g. index = [...]). raw_tail is appended to the
-    config verbatim (to plant errors).
+    config verbatim (to plant errors). locations={prefix: {option: value}}
+    adds location blocks to a.test; listen_a=[...] adds listen entries to it.
     """
 
     DEFAULTS = dict(
@@ -273,7 +281,8 @@ class Server:
     )
 
     def __init__(self, site, *, plain=False, ipv6=False, access_format="combined",
-                 vhost_a=None, raw_tail="", start=True, **options):
+                 vhost_a=None, raw_tail="", start=True, locations=None, listen_a=(),
+                 **options):
         self.site = site
         self.dir = site.new_server_dir()
         self.conf_path = self.dir / "kttpd.conf"
@@ -290,6 +299,10 @@ class Server:
                             access_log_format=access_format)
         self.options.update(options)
         self.vhost_a = dict(vhost_a or {})
+        # extra location blocks of a.test: {prefix: {option: value}}, and
+        # extra listen entries of a.test ("127.0.0.1:PORT proxy", ...)
+        self.locations = dict(locations or {})
+        self.listen_a = list(listen_a)
         self.raw_tail = raw_tail
         self.write_config()
         if start:
@@ -303,6 +316,7 @@ class Server:
             listen_a.append(f"127.0.0.1:{self.plain_port}")
         if self.ipv6_port:
             listen_a.append(f"[::1]:{self.ipv6_port} tls")
+        listen_a += self.listen_a
         a = dict(aliases=["www.a.test"], listen=listen_a)
         a_after = dict(root=str(s.root["a.test"]), index=["index.html"])
         a_after.update(self.vhost_a)
@@ -319,8 +333,12 @@ class Server:
         lines += ['    location "/cached/" {',
                   '        cache_control = "max-age=60"',
                   '        expires = 60',
-                  '    }',
-                  '}', '',
+                  '    }']
+        for prefix, opts in self.locations.items():
+            lines += [f'    location {conf_value(prefix)} {{']
+            lines += conf_lines(opts, "        ")
+            lines += ['    }']
+        lines += ['}', '',
                   'server "b.test" {']
         lines += conf_lines(dict(listen=[f"127.0.0.1:{self.port} tls"]), "    ")
         lines += ["    tls {"]
