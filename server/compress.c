@@ -96,7 +96,7 @@ static int open_sibling(
 
 /* Entries by age; remove the oldest until under 90% of the bound. */
 struct entry {
-	time_t mtime;
+	struct timespec mtime;
 	off_t size;
 	char name[80];
 };
@@ -105,10 +105,16 @@ static int by_age(const void *a, const void *b)
 {
 	const struct entry *x = a, *y = b;
 
-	return (x->mtime > y->mtime) - (x->mtime < y->mtime);
+	if (x->mtime.tv_sec != y->mtime.tv_sec)
+		return (x->mtime.tv_sec > y->mtime.tv_sec) -
+		    (x->mtime.tv_sec < y->mtime.tv_sec);
+	return (x->mtime.tv_nsec > y->mtime.tv_nsec) -
+	    (x->mtime.tv_nsec < y->mtime.tv_nsec);
 }
 
-static long long scan_cache(const char *dir, int evict_to, long long bound)
+/* keep: the entry just made (a basename), never evicted by its maker */
+static long long scan_cache(
+    const char *dir, int evict_to, long long bound, const char *keep)
 {
 	DIR *d = opendir(dir);
 	struct entry *e = NULL;
@@ -125,7 +131,7 @@ static long long scan_cache(const char *dir, int evict_to, long long bound)
 		    !S_ISREG(st.st_mode) || strlen(de->d_name) >= 80)
 			continue;
 		total += st.st_size;
-		if (!evict_to)
+		if (!evict_to || (keep != NULL && strcmp(de->d_name, keep) == 0))
 			continue;
 		if (n == cap) {
 			struct entry *ne = realloc(
@@ -134,7 +140,7 @@ static long long scan_cache(const char *dir, int evict_to, long long bound)
 				break;
 			e = ne;
 		}
-		e[n].mtime = st.st_mtime;
+		e[n].mtime = st.st_mtim;
 		e[n].size = st.st_size;
 		strcpy(e[n++].name, de->d_name);
 	}
@@ -228,11 +234,13 @@ static int cached_gzip(
 		return -1;
 	}
 	if (atomic_load(&cache_bytes) < 0)
-		atomic_store(&cache_bytes, scan_cache(cfg->gzip_cache, 0, 0));
+		atomic_store(
+		    &cache_bytes, scan_cache(cfg->gzip_cache, 0, 0, NULL));
 	else if (atomic_fetch_add(&cache_bytes, made) + made >
 	    cfg->gzip_cache_size)
 		atomic_store(&cache_bytes,
-		    scan_cache(cfg->gzip_cache, 1, cfg->gzip_cache_size));
+		    scan_cache(cfg->gzip_cache, 1, cfg->gzip_cache_size,
+		        strrchr(name, '/') + 1));
 	return open(name, O_RDONLY | O_CLOEXEC);
 }
 
@@ -263,15 +271,22 @@ void compress_choose(struct request *r, const char *path, const char *ctype,
 	if (r->accept_encoding.p == NULL)
 		return;
 	if (l->gzip_static) {
-		if (compress_accepts(r->accept_encoding, "br") > 0 &&
-		    (vfd = open_sibling(r, path, ".br", &vst)) >= 0) {
-			use(r, fd, st, vfd, &vst, "br");
-			return;
-		}
-		if (compress_accepts(r->accept_encoding, "gzip") > 0 &&
-		    (vfd = open_sibling(r, path, ".gz", &vst)) >= 0) {
-			use(r, fd, st, vfd, &vst, "gzip");
-			return;
+		/* the higher q-value first; on a tie br (the smaller) */
+		int qbr = compress_accepts(r->accept_encoding, "br");
+		int qgz = compress_accepts(r->accept_encoding, "gzip");
+		static const char *const sfx[2] = { ".br", ".gz" };
+		static const char *const name[2] = { "br", "gzip" };
+		int order[2] = { 0, 1 }, q[2] = { qbr, qgz };
+
+		if (qgz > qbr)
+			order[0] = 1, order[1] = 0;
+		for (int i = 0; i < 2; i++) {
+			int k = order[i];
+			if (q[k] > 0 && (vfd = open_sibling(r, path, sfx[k],
+			                     &vst)) >= 0) {
+				use(r, fd, st, vfd, &vst, name[k]);
+				return;
+			}
 		}
 	}
 	if (!l->gzip || !compressible(cfg, ctype) ||

@@ -81,10 +81,9 @@ void req_dispatch(struct conn *c, struct request *r)
 	st = path_decode(path.p, path.n, buf, path.n + 2);
 	if (st != 0)
 		r->status = st;
-	else if (path_hidden(buf))
-		r->status = 403;
-	else if (r->loc = config_location(r->vh, buf),
-	    !metrics_allowed(r->loc, (struct sockaddr *)&c->peer_ss))
+	else if (r->loc = config_location(r->vh, buf), path_hidden(buf))
+		r->status = 403; /* the location's error_page applies */
+	else if (!metrics_allowed(r->loc, (struct sockaddr *)&c->peer_ss))
 		r->status = 403;
 	else if (r->loc->metrics)
 		metrics_serve(c, r);
