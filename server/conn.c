@@ -34,7 +34,11 @@ void conn_deadline(struct conn *c, long seconds)
 	c->deadline_us = conn_now_us(c) + (int64_t)seconds * 1000000;
 }
 
-/* Wait for what (EV_READ or EV_WRITE) until the phase's deadline. */
+/*
+ * Wait for what (EV_READ, EV_WRITE or both) until the phase's deadline.
+ * The event is persistent: waiting again for the same thing only moves
+ * the timeout, with no epoll_ctl (a keep-alive request costs none).
+ */
 void conn_wait(struct conn *c, short what)
 {
 	struct timeval tv;
@@ -44,8 +48,12 @@ void conn_wait(struct conn *c, short what)
 		left = 0;
 	tv.tv_sec = left / 1000000;
 	tv.tv_usec = left % 1000000;
-	event_del(c->ev);
-	event_assign(c->ev, c->w->base, c->fd, what, conn_io, c);
+	if (c->ev_what != what) {
+		event_del(c->ev);
+		event_assign(c->ev, c->w->base, c->fd, what | EV_PERSIST, conn_io,
+		    c);
+		c->ev_what = what;
+	}
 	event_add(c->ev, &tv);
 }
 
@@ -136,6 +144,7 @@ static void proxy_read(struct conn *c)
 		struct timeval tv = { 0, 10000 };
 		event_del(c->ev);
 		event_assign(c->ev, c->w->base, -1, 0, conn_io, c);
+		c->ev_what = -1; /* a timer now: the next conn_wait re-assigns */
 		event_add(c->ev, &tv);
 		return;
 	}

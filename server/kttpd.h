@@ -275,6 +275,7 @@ struct conn {
 	enum conn_state state;
 	struct conn_mode mode;
 	int64_t deadline_us; /* of the current phase; 0 = none */
+	short ev_what;       /* what ev waits for now */
 	unsigned keepalive : 1;
 	unsigned want_write : 1; /* TLS asked for writability while reading */
 	unsigned tls_failed : 1; /* fatal TLS error: no close_notify */

@@ -243,6 +243,11 @@ void *tls_new(struct conn *c)
 		return NULL;
 	}
 	SSL_set_accept_state(ssl);
+	/* Without kTLS, read what the socket has in one read() rather than
+	 * a record header and then its body. Not under kTLS: OpenSSL will not
+	 * hand the kernel a session whose next records it already buffered. */
+	if (!c->cfg->ktls || !kernel_ok)
+		SSL_set_read_ahead(ssl, 1);
 	return ssl;
 }
 
