@@ -182,6 +182,7 @@ ktls = {"true" if ktls else "false"}
 max_connections = 20000
 keepalive_requests = 100000
 keepalive_timeout = 300
+open_file_cache = 1000
 ''' + vhost("bench", port, w.ec_crt, w.ec_key)
         + vhost("bench-rsa", port + 100, w.rsa_crt, w.rsa_key))
 
@@ -211,6 +212,7 @@ events {{ worker_connections 20000; }}
 http {{
     access_log off;
     sendfile on;
+    open_file_cache max=1000 inactive=60s;
     keepalive_requests 100000;
     keepalive_timeout 300s;
     types {{ application/octet-stream bin; text/html html; }}

@@ -106,3 +106,19 @@ def test_config_missing_file():
     rc, out, err = kttpd("-t", "-c", str(kt.site().dir / "no-such.conf"))
     assert rc != 0, "-t accepted a config file that does not exist"
     assert "no-such.conf" in err, f"stderr does not name the missing file: {err.strip()!r}"
+
+
+def test_example_config_is_valid():
+    """conf/kttpd.conf, with this machine's paths for its certificates,
+    roots and gzip cache, passes -t: the annotated example stays true."""
+    site = kt.site()
+    text = (kt.REPO / "conf" / "kttpd.conf").read_text()
+    crt, key = site.certs["a.test"]
+    text = re.sub(r'"/etc/kttpd/[\w.-]+\.crt"', f'"{crt}"', text)
+    text = re.sub(r'"/etc/kttpd/[\w.-]+\.key"', f'"{key}"', text)
+    text = re.sub(r'"/srv/[\w.-]+"', f'"{site.root["a.test"]}"', text)
+    text = text.replace("/var/cache/kttpd/gzip", str(site.dir / "gzip-cache"))
+    path = site.dir / "example.conf"
+    path.write_text(text)
+    p = kttpd("-t", "-c", str(path))
+    assert p.returncode == 0, f"conf/kttpd.conf -t: {p.returncode}: {p.stderr.strip()}"
