@@ -42,6 +42,9 @@ BENCH_HOST=${BENCH_HOST:-$(hostname)-$(nproc)cpu} \
 BENCH_PREFIX=$prefix BENCH_WORK=/tmp/kttpd-bench \
 	timeout -s TERM 420 "$here/run.sh" --quick --out "$out"
 rc=$?
+echo "== edge (open-file cache, gzip cache)"
+BENCH_PREFIX=$prefix timeout -s TERM 120 /usr/bin/python3 "$here/edge.py" \
+	--quick --work /tmp/kttpd-bench --out "$out/edge.md" || rc=1
 cp /tmp/kttpd-bench/bench.log /tmp/kttpd-bench/*.err "$out/" 2>/dev/null
 echo "== done: rc $rc"
 exit $rc
