@@ -51,9 +51,9 @@ static struct {
 	int stop;
 	int nthreads;
 	pthread_t *thr;
-	long max;            /* aio_queue */
-	uint64_t chunk;      /* aio_chunk */
-	atomic_long depth;   /* submitted, not yet taken back by a worker */
+	long max;          /* aio_queue */
+	uint64_t chunk;    /* aio_chunk */
+	atomic_long depth; /* submitted, not yet taken back by a worker */
 } pool = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
 
 static void *pool_main(void *arg)
@@ -73,9 +73,11 @@ static void *pool_main(void *arg)
 			pool.tail = &pool.head;
 		pthread_mutex_unlock(&pool.mu);
 
-		/* an error is the sender's to report: it reads the same bytes */
+		/* an error is the sender's to report: it reads the same bytes
+		 */
 		if (buf != NULL)
-			(void)sys_readahead(j->fd, j->off, j->len, buf, SCRATCH);
+			(void)sys_readahead(
+			    j->fd, j->off, j->len, buf, SCRATCH);
 		close(j->fd);
 		j->fd = -1;
 		(void)!write(j->w->aio_pipe[1], &j, sizeof(j));
@@ -148,7 +150,8 @@ static void done_cb(evutil_socket_t fd, short what, void *arg)
 
 			atomic_fetch_sub(&pool.depth, 1);
 			METRIC_ADD(&w->m, aio_done, 1);
-			METRIC_ADD(&w->m, aio_wait_us, (uint64_t)(us > 0 ? us : 0));
+			METRIC_ADD(
+			    &w->m, aio_wait_us, (uint64_t)(us > 0 ? us : 0));
 			free(j);
 			if (c == NULL) /* closed while we read for it */
 				continue;

@@ -219,7 +219,7 @@ enum conn_state {
 	CS_PROXY, /* reading a PROXY protocol header */
 	CS_READ,  /* idle, or reading a request head */
 	CS_WRITE, /* sending a response */
-	CS_AIO,   /* waiting for the I/O threads to read the body's next bytes */
+	CS_AIO, /* waiting for the I/O threads to read the body's next bytes */
 	CS_LINGER /* sent our last bytes; draining input before close */
 };
 

@@ -302,7 +302,8 @@ int sys_readahead(int fd, uint64_t off, size_t len, void *buf, size_t bufsz)
 {
 	(void)posix_fadvise(fd, (off_t)off, (off_t)len, POSIX_FADV_WILLNEED);
 	while (len > 0) {
-		ssize_t n = pread(fd, buf, len < bufsz ? len : bufsz, (off_t)off);
+		ssize_t n = pread(
+		    fd, buf, len < bufsz ? len : bufsz, (off_t)off);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)

@@ -12,7 +12,6 @@ parallel threads, as a disk with a queue would.
 import errno
 import os
 import sys
-import threading
 import time
 
 import fusepy
@@ -22,8 +21,6 @@ class SlowFS(fusepy.Operations):
     def __init__(self, src, delay):
         self.src = src
         self.delay = delay
-        self.reads = 0
-        self.lock = threading.Lock()
 
     def _p(self, path):
         return os.path.join(self.src, path.lstrip("/"))
