@@ -186,6 +186,10 @@ enum body_result body_send(struct conn *c)
 			continue;
 		} else if (turn >= TURN_BYTES)
 			return BODY_AGAIN_WRITE; /* writable: back next turn */
+		else if (!aio_ready(c, r,
+		             r->len < KT_SENDFILE_CHUNK ? r->len
+		                                        : KT_SENDFILE_CHUNK))
+			return BODY_AGAIN_AIO; /* on disk: the pool reads it */
 		else if (c->mode.ktls_tx || !c->ssl) {
 			size_t len = r->len < KT_SENDFILE_CHUNK
 			    ? (size_t)r->len

@@ -57,6 +57,22 @@ void conn_wait(struct conn *c, short what)
 	event_add(c->ev, &tv);
 }
 
+/* Wait for no socket event, only the deadline: the connection's next
+ * step comes from elsewhere (the I/O threads, through the worker). */
+void conn_sleep(struct conn *c)
+{
+	struct timeval tv;
+	int64_t left = c->deadline_us - conn_now_us(c);
+
+	if (left < 0)
+		left = 0;
+	tv.tv_sec = left / 1000000;
+	tv.tv_usec = left % 1000000;
+	event_del(c->ev);
+	event_assign(c->ev, c->w->base, -1, 0, conn_io, c);
+	event_add(c->ev, &tv);
+}
+
 static void peer_name(struct sockaddr *sa, char *out, size_t len)
 {
 	if (sa->sa_family == AF_INET6)
@@ -296,7 +312,7 @@ static void conn_io(evutil_socket_t fd, short what, void *arg)
 {
 	struct conn *c = arg;
 	static const char *const phase[] = { "handshake", "proxy", "request",
-		"send", "linger" };
+		"send", "disk read", "linger" };
 
 	(void)fd;
 	if (c->h2 != NULL && c->state != CS_LINGER) {
@@ -320,6 +336,7 @@ static void conn_io(evutil_socket_t fd, short what, void *arg)
 	case CS_PROXY: proxy_read(c); break;
 	case CS_READ: h1_read(c); break;
 	case CS_WRITE: h1_write(c); break;
+	case CS_AIO: break; /* only the deadline wakes us here */
 	case CS_LINGER: linger_read(c); break;
 	}
 }
@@ -329,6 +346,7 @@ void conn_close(struct conn *c)
 	struct worker *w = c->w;
 
 	event_free(c->ev);
+	aio_cancel(c); /* a readahead in flight finds nobody */
 	h2_free(c);
 	if (c->ssl != NULL) {
 		/* a peer that just went away leaves its session resumable;

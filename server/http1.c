@@ -382,6 +382,16 @@ static void respond(struct conn *c)
 	}
 	if (!body)
 		r->mem_off = r->mem_len;
+	c->state = CS_WRITE;
+	conn_deadline(c, c->cfg->send_timeout);
+	/* a cold file: wait before the head, so that neither the pread
+	 * below nor a head sent with MSG_MORE waits on the disk */
+	if (r->len > 0 &&
+	    !aio_ready(c, r, r->len < KT_CHUNK ? r->len : KT_CHUNK)) {
+		c->state = CS_AIO;
+		conn_sleep(c);
+		return;
+	}
 	if (body_fill(c, cap - n) < 0) {
 		conn_close(c);
 		return;
@@ -498,6 +508,10 @@ void h1_write(struct conn *c)
 	case BODY_DONE: done(c); break;
 	case BODY_AGAIN_WRITE: conn_wait(c, EV_WRITE); break;
 	case BODY_AGAIN_READ: conn_wait(c, EV_READ); break;
+	case BODY_AGAIN_AIO:
+		c->state = CS_AIO;
+		conn_sleep(c);
+		break;
 	case BODY_ERROR: conn_close(c); break;
 	}
 }

@@ -286,6 +286,10 @@ static int send_data_cb(nghttp2_session *ng, nghttp2_frame *f,
 	(void)f; /* we never ask for padding */
 	if (h->nsegs == H2_MAX_SEGS)
 		return NGHTTP2_ERR_WOULDBLOCK;
+	/* not in memory: the I/O threads read it; nghttp2 offers this same
+	 * frame again, and until then this connection's writer pauses */
+	if (!aio_ready(c, r, length))
+		return NGHTTP2_ERR_WOULDBLOCK;
 	if (out_append(h, framehd, 9) < 0)
 		return NGHTTP2_ERR_CALLBACK_FAILURE;
 	if (!c->mode.ktls_tx || length < H2_COPY_MAX) {

@@ -35,6 +35,9 @@
 #define KT_DEF_H2_MAX_STREAMS     100
 #define KT_DEF_H2_RESET_BURST     200 /* RST_STREAM bucket, then GOAWAY */
 #define KT_DEF_H2_RESET_RATE      33  /* ... refilled per second */
+#define KT_DEF_AIO_THREADS        2   /* readahead threads; 0: off */
+#define KT_DEF_AIO_QUEUE          256 /* cold chunks waiting, all workers */
+#define KT_DEF_AIO_CHUNK          (2 << 20) /* one readahead, bytes */
 
 /* Fixed limits: sizes of structures, not policy. */
 #define KT_MAX_WORKERS     256
@@ -133,6 +136,7 @@ struct config {
 	int session_tickets;
 	long session_cache, session_timeout;
 	long http2_max_streams, http2_reset_burst, http2_reset_rate;
+	long aio_threads, aio_queue, aio_chunk; /* fixed at start */
 	char **gzip_types;
 	int ngzip_types;
 	char *gzip_cache;
@@ -204,6 +208,7 @@ struct request {
 	uint64_t sent;   /* response bytes written, head included */
 	size_t head_len; /* response head bytes */
 	int64_t start_us;
+	uint64_t warm_from, warm_until; /* file bytes known in memory */
 };
 
 /* ------------------------------------------------------------------ */
@@ -214,6 +219,7 @@ enum conn_state {
 	CS_PROXY, /* reading a PROXY protocol header */
 	CS_READ,  /* idle, or reading a request head */
 	CS_WRITE, /* sending a response */
+	CS_AIO, /* waiting for the I/O threads to read the body's next bytes */
 	CS_LINGER /* sent our last bytes; draining input before close */
 };
 
@@ -257,6 +263,9 @@ struct metrics {
 	_Atomic uint64_t bytes_ktls, bytes_user, bytes_plain;
 	_Atomic uint64_t status[6]; /* by class; [0] other */
 	_Atomic uint64_t dur_bucket[METRICS_BUCKETS], dur_sum_us, requests;
+	/* body chunks not in memory: sent to the I/O threads, or sent
+	 * blocking because the queue was full; waits and their time */
+	_Atomic uint64_t aio_cold, aio_full, aio_done, aio_wait_us;
 };
 #define METRIC_ADD(m, field, n)                                                \
 	atomic_store_explicit(&(m)->field,                                     \
@@ -279,6 +288,8 @@ struct conn {
 	unsigned keepalive : 1;
 	unsigned want_write : 1; /* TLS asked for writability while reading */
 	unsigned tls_failed : 1; /* fatal TLS error: no close_notify */
+	unsigned aio_trust : 1;  /* the pool just read the bytes: no question */
+	struct aio_job *aio;     /* in flight for us, or NULL */
 	struct h2 *h2;           /* set when ALPN chose h2 */
 	unsigned nreq;
 	char peer[48];
@@ -318,6 +329,8 @@ struct worker {
 	char *logbuf; /* access lines not yet written */
 	size_t logbuf_len, logbuf_cap;
 	struct event *flush_ev;
+	int aio_pipe[2]; /* finished readahead jobs, from the I/O threads */
+	struct event *aio_ev;
 	time_t date_t;
 	char date[40];
 };
@@ -361,6 +374,7 @@ void conn_finish(struct conn *, int linger);
 void conn_shutdown_idle(struct worker *);
 void conn_reload(struct worker *);
 void conn_wait(struct conn *, short what);
+void conn_sleep(struct conn *);
 void conn_deadline(struct conn *, long seconds);
 ssize_t conn_recv(struct conn *, void *buf, size_t len);
 int64_t conn_now_us(struct conn *);
@@ -444,9 +458,24 @@ int file_next_part(struct request *);
 size_t file_tail(struct request *, char *out, size_t outsz);
 
 /* body.c */
-enum body_result { BODY_DONE, BODY_AGAIN_WRITE, BODY_AGAIN_READ, BODY_ERROR };
+enum body_result {
+	BODY_DONE,
+	BODY_AGAIN_WRITE,
+	BODY_AGAIN_READ,
+	BODY_AGAIN_AIO, /* the next bytes are on disk: wait for the pool */
+	BODY_ERROR
+};
 enum body_result body_send(struct conn *);
 int body_fill(struct conn *, size_t room);
+
+/* aio.c */
+int aio_start(struct config *);
+void aio_stop(void);
+int aio_worker_init(struct worker *);
+void aio_worker_free(struct worker *);
+int aio_ready(struct conn *, struct request *, uint64_t len);
+void aio_cancel(struct conn *);
+long aio_depth(void);
 
 /* mime.c */
 struct mime *mime_load(const char *path);

@@ -190,7 +190,7 @@ int main(int argc, char **argv)
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGUSR1);
 	pthread_sigmask(SIG_BLOCK, &set, NULL); /* workers inherit the mask */
-	if (worker_start_all(cfg) < 0)
+	if (aio_start(cfg) < 0 || worker_start_all(cfg) < 0)
 		return 1;
 	return signal_loop(cfg);
 }

@@ -242,6 +242,23 @@ void metrics_serve(struct conn *c, struct request *r)
 	    (unsigned long long)LOAD(m.requests),
 	    (double)LOAD(m.dur_sum_us) / 1e6,
 	    (unsigned long long)LOAD(m.requests));
+	counter(&t, "aio_cold_total",
+	    "Body chunks not in memory when about to be sent.",
+	    LOAD(m.aio_cold));
+	counter(&t, "aio_queue_full_total",
+	    "Cold chunks sent blocking: the readahead queue was full.",
+	    LOAD(m.aio_full));
+	out(&t,
+	    "# HELP kttpd_aio_queue_depth Readaheads queued or in flight.\n"
+	    "# TYPE kttpd_aio_queue_depth gauge\n"
+	    "kttpd_aio_queue_depth %ld\n"
+	    "# HELP kttpd_aio_wait_seconds Time connections waited for a "
+	    "readahead.\n"
+	    "# TYPE kttpd_aio_wait_seconds summary\n"
+	    "kttpd_aio_wait_seconds_sum %.6f\n"
+	    "kttpd_aio_wait_seconds_count %llu\n",
+	    aio_depth(), (double)LOAD(m.aio_wait_us) / 1e6,
+	    (unsigned long long)LOAD(m.aio_done));
 	if (sys_tls_stat(&ts) == 0) {
 		const struct {
 			const char *name;

@@ -235,7 +235,8 @@ static int worker_init(struct wslot *s, int id, struct config *cfg)
 	    event_add(w->flush_ev, &(struct timeval){ 1, 0 }) < 0)
 		goto fail;
 	if (w->cmd_ev == NULL || w->pause_ev == NULL || w->stop_ev == NULL ||
-	    event_add(w->cmd_ev, NULL) < 0 || accept_setup(s) < 0)
+	    event_add(w->cmd_ev, NULL) < 0 || aio_worker_init(w) < 0 ||
+	    accept_setup(s) < 0)
 		goto fail;
 	return 0;
 fail:
@@ -314,9 +315,12 @@ void worker_stop_all(void)
 
 void worker_join_all(void)
 {
+	for (int i = 0; i < nslots; i++)
+		pthread_join(slots[i].thr, NULL);
+	aio_stop(); /* before the pipes it answers through close */
 	for (int i = 0; i < nslots; i++) {
 		struct worker *w = &slots[i].w;
-		pthread_join(slots[i].thr, NULL);
+		aio_worker_free(w);
 		for (int k = 0; k < w->naccept; k++)
 			event_free(w->accept_ev[k]);
 		event_free(w->cmd_ev);

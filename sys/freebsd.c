@@ -9,6 +9,7 @@
 #include "sys.h"
 
 #include <sys/param.h>
+#include <sys/mman.h>
 #include <sys/sysctl.h>
 #include <sys/uio.h>
 
@@ -261,6 +262,54 @@ int sys_tls_placement(int fd, struct sys_tls_placement *out)
 	if (out->tx == SYS_TLS_NONE && out->rx == SYS_TLS_NONE) {
 		errno = ENOPROTOOPT;
 		return -1;
+	}
+	return 0;
+}
+
+/* ---- issue 9: page cache residency and readahead ----
+ * sendfile(2) itself never waits for the disk here (SF_NODISKIO above,
+ * and since FreeBSD 11 its reads are asynchronous); the question matters
+ * for the userspace-TLS path (pread) and SSL_sendfile's first pages.
+ * FreeBSD has no RWF_NOWAIT nor cachestat: mincore(2) of a one-page
+ * mapping answers for the first and the last page. Not compiled yet. */
+static int page_in_memory(int fd, uint64_t off)
+{
+	long pg = getpagesize();
+	off_t base = (off_t)(off & ~(uint64_t)(pg - 1));
+	char vec = 0;
+	void *p = mmap(NULL, (size_t)pg, PROT_READ, MAP_SHARED, fd, base);
+	int r;
+
+	if (p == MAP_FAILED)
+		return -1;
+	r = mincore(p, (size_t)pg, &vec);
+	munmap(p, (size_t)pg);
+	if (r < 0)
+		return -1;
+	return (vec & MINCORE_INCORE) != 0;
+}
+
+int sys_in_memory(int fd, uint64_t off, size_t len)
+{
+	int first = page_in_memory(fd, off);
+
+	if (first <= 0 || len <= 4096)
+		return first;
+	return page_in_memory(fd, off + len - 1);
+}
+
+int sys_readahead(int fd, uint64_t off, size_t len, void *buf, size_t bufsz)
+{
+	(void)posix_fadvise(fd, (off_t)off, (off_t)len, POSIX_FADV_WILLNEED);
+	while (len > 0) {
+		ssize_t n = pread(
+		    fd, buf, len < bufsz ? len : bufsz, (off_t)off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -1 : 0;
+		off += (uint64_t)n;
+		len -= (size_t)n;
 	}
 	return 0;
 }

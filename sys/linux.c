@@ -9,11 +9,13 @@
 #include <linux/openat2.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/sendfile.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -227,4 +229,81 @@ int sys_ncpu(void)
 	long n = sysconf(_SC_NPROCESSORS_ONLN);
 
 	return n > 0 ? (int)n : 1;
+}
+
+/* ---- issue 9: page cache residency and readahead ---- */
+
+#ifndef __NR_cachestat
+#define __NR_cachestat 451 /* the same number on every architecture */
+#endif
+struct kt_cachestat_range {
+	uint64_t off, len;
+};
+struct kt_cachestat {
+	uint64_t nr_cache, nr_dirty, nr_writeback, nr_evicted,
+	    nr_recently_evicted;
+};
+
+/*
+ * One page: a 1-byte preadv2(RWF_NOWAIT) answers EAGAIN unless the page
+ * is cached and up to date (a page still being read counts as absent),
+ * and starts no I/O. Filesystems that do not support it (FUSE, some
+ * network ones: EOPNOTSUPP) get cachestat(2) on the page (Linux 6.5+),
+ * which counts a page still under read as present. Measured here on a
+ * cached 2 MiB window (ext4, 6.18): 2 x RWF_NOWAIT 1.4 us, 2 x
+ * cachestat of a page 0.9 us, cachestat of all 2 MiB 3-15 us,
+ * mmap + mincore + munmap 35 us (and it takes the mm lock).
+ */
+static int page_in_memory(int fd, uint64_t off)
+{
+	static atomic_int no_cachestat;
+	char b;
+	struct iovec v = { &b, 1 };
+	struct kt_cachestat_range cr = { off & ~(uint64_t)4095, 4096 };
+	struct kt_cachestat cs;
+
+	if (preadv2(fd, &v, 1, (off_t)off, RWF_NOWAIT) >= 0)
+		return 1; /* 0: past the end, nothing to wait for */
+	if (errno == EAGAIN)
+		return 0;
+	if (errno != EOPNOTSUPP || atomic_load(&no_cachestat))
+		return -1;
+	if (syscall(__NR_cachestat, fd, &cr, &cs, 0) < 0) {
+		if (errno == ENOSYS)
+			atomic_store(&no_cachestat, 1);
+		return -1;
+	}
+	return cs.nr_cache > 0;
+}
+
+int sys_in_memory(int fd, uint64_t off, size_t len)
+{
+	int first = page_in_memory(fd, off), last;
+
+	if (first <= 0 || len <= 4096)
+		return first;
+	last = page_in_memory(fd, off + len - 1);
+	return last;
+}
+
+/*
+ * WILLNEED queues the whole range's reads at once (the disk sees them
+ * together, not one page per round trip); the preads then wait for them
+ * and read what the kernel skipped (it may trim WILLNEED under memory
+ * pressure). The copy into scratch costs far less than the disk.
+ */
+int sys_readahead(int fd, uint64_t off, size_t len, void *buf, size_t bufsz)
+{
+	(void)posix_fadvise(fd, (off_t)off, (off_t)len, POSIX_FADV_WILLNEED);
+	while (len > 0) {
+		ssize_t n = pread(
+		    fd, buf, len < bufsz ? len : bufsz, (off_t)off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -1 : 0; /* 0: the file is shorter */
+		off += (uint64_t)n;
+		len -= (size_t)n;
+	}
+	return 0;
 }

@@ -60,4 +60,16 @@ int sys_tls_placement(int fd, struct sys_tls_placement *out);
 const char *sys_tls_conf_name(enum sys_tls_conf);
 /* ---- end issue 7 ---- */
 
+/* ---- issue 9: never block an event loop on disk ----------------------
+ * Are the bytes [off, off + len) of fd in memory, so that sendfile() or
+ * pread() of them will not wait for the disk? Looks at the first and the
+ * last page only (a readahead fills a range front to back), never
+ * blocks, costs one or two syscalls. 1 yes, 0 no, -1 cannot tell (the
+ * caller sends as it would without the question). */
+int sys_in_memory(int fd, uint64_t off, size_t len);
+/* Read [off, off + len) into the page cache, through scratch (bufsz
+ * bytes). Blocks on the disk: for I/O threads only. 0 or -1. */
+int sys_readahead(int fd, uint64_t off, size_t len, void *buf, size_t bufsz);
+/* ---- end issue 9 ---- */
+
 #endif
