@@ -2,14 +2,16 @@
 
 Each case is one keep-alive connection: every size, then ranges at unaligned
 offsets; sha256 of every body; the access log's mode for each request; and
-/proc/net/tls_stat before and after.
+/proc/net/tls_stat before and after; the placement kttpd logged (place=)
+against `ss -tie`'s tls ULP fields for the same open connection.
 """
 
 import hashlib
 import subprocess
 
 import fixtures
-from checks import MODE_12, MODE_13, expect_logged, fetch_exact, new_ua, wait_counter
+from checks import (MODE_12, MODE_13, expect_logged, expect_place, fetch_exact, new_ua, ss_tls,
+                    wait_counter)
 from fixtures import CIPHERS_12, NO_KTLS_12, NO_KTLS_13, SIZES, SUITES_13
 from tlsclient import Client
 
@@ -27,14 +29,19 @@ def serve_all(site, srv, version, cipher, mode, counters):
     total = 0
     with Client("127.0.0.1", srv.port, version, cipher) as c:
         assert c.version() == version, f"negotiated {c.version()}"
-        for path, rng in REQUESTS:
+        for i, (path, rng) in enumerate(REQUESTS):
             total += fetch_exact(c, site, path, ua, rng)
+            if i == 0:  # kept alive: kttpd's socket as ss sees it
+                ss_info = ss_tls(srv.port, c.local_port())
         c.close_notify()
-    logged = expect_logged(srv, ua, len(REQUESTS), version, cipher, mode)
+    entries = []
+    logged = expect_logged(srv, ua, len(REQUESTS), version, cipher, mode, entries)
+    place = expect_place(entries, ss_info, version, cipher, ktls=counters["TlsTxSw"] == 1)
     d = wait_counter("TlsCurrTxSw", 0, before)
     got = {k: d.get(k, 0) for k in counters}
     assert got == counters, f"tls_stat moved {got}, expected {counters}"
-    return {"mode": logged, "exact": f"{len(REQUESTS)}/{len(REQUESTS)} ({total} B)"}
+    return {"mode": logged, "exact": f"{len(REQUESTS)}/{len(REQUESTS)} ({total} B)",
+            "proto": "h1", "place": place}
 
 
 def ktls_case(version, cipher):

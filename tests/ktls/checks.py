@@ -1,6 +1,8 @@
-"""Checks shared by the cases: byte-exact fetches, logged modes, counters, bystanders."""
+"""Checks shared by the cases: byte-exact fetches, logged modes, counters, bystanders, placement."""
 
 import itertools
+import re
+import subprocess
 import time
 
 import fixtures
@@ -49,9 +51,11 @@ def wait_entries(srv, ua, count, timeout=5):
         time.sleep(0.1)
 
 
-def expect_logged(srv, ua, count, version, cipher, mode):
+def expect_logged(srv, ua, count, version, cipher, mode, entries_out=None):
     entries = wait_entries(srv, ua, count)
     assert len(entries) == count, f"{len(entries)} access log lines for {ua}, expected {count}"
+    if entries_out is not None:
+        entries_out.extend(entries)
     for e in entries:
         assert (e["version"], e["mode"]) == (version, mode), (
             f"logged {e['version']} ktls={e['mode']}, expected {version} ktls={mode}")
@@ -107,3 +111,54 @@ class Bystander:
                     raise AssertionError(f"the bystander connection was disturbed: {e}")
         finally:
             self.c.close()
+
+
+# ---------------------------------------------------------------- placement (issue 7)
+
+PLACE = {"TLSv1.2": "tx:sw,rx:sw", "TLSv1.3": "tx:sw,rx:none"}   # kTLS in software, no NIC
+SS_VERSION = {"TLSv1.2": "1.2", "TLSv1.3": "1.3"}
+SS_CIPHER = {"AES128-GCM": "aes-gcm-128", "AES_128_GCM": "aes-gcm-128",
+             "AES256-GCM": "aes-gcm-256", "AES_256_GCM": "aes-gcm-256",
+             "CHACHA20": "chacha20-poly1305"}
+SS_ULP = re.compile(r"tcp-ulp-tls((?: [a-z_]+: \S+)*)")
+
+
+def ss_tls(server_port, peer_port):
+    """`ss -tie` on kttpd's side of one open connection -> its tls ULP fields.
+
+    {} when the socket has no tls ULP; {"version": "1.2", "cipher": ...,
+    "rxconf": "sw", "txconf": "sw"} otherwise. Raises if ss does not list it."""
+    p = subprocess.run(["ss", "-tieHn", "state", "established", "sport", "=", f":{server_port}",
+                        "and", "dport", "=", f":{peer_port}"],
+                       capture_output=True, text=True, timeout=10)
+    assert p.returncode == 0, f"ss exit {p.returncode}: {p.stderr.strip()[-200:]}"
+    out = " ".join(p.stdout.split())
+    assert f":{peer_port}" in out, f"ss lists no socket :{server_port} -> :{peer_port}"
+    m = SS_ULP.search(out)
+    if not m:
+        return {}
+    return dict(kv.split(": ") for kv in re.findall(r"[a-z_]+: \S+", m.group(1)))
+
+
+def ss_place(info):
+    """The ss fields as kttpd writes a place: tx:sw,rx:none, or - without kTLS."""
+    tx, rx = info.get("txconf", "none"), info.get("rxconf", "none")
+    return "-" if (tx, rx) == ("none", "none") else f"tx:{tx},rx:{rx}"
+
+
+def expect_place(entries, ss_info, version, cipher, ktls):
+    """Logged place == what ss said for the same connection == what this version gives.
+
+    entries: the connection's access log entries; ss_info: ss_tls() while it was open."""
+    want = PLACE[version] if ktls else "-"
+    seen = ss_place(ss_info)
+    logged = sorted({e["place"] for e in entries})
+    assert logged == [seen], f"access log place={'/'.join(map(str, logged))}, ss says {seen} ({ss_info})"
+    assert seen == want, f"place {seen}, expected {want} for {version} ({ss_info})"
+    if ktls:
+        assert ss_info.get("version") == SS_VERSION[version], f"ss version {ss_info}"
+        ss_cipher = next((v for k, v in SS_CIPHER.items() if k in cipher), None)
+        # iproute2 before 6.? names only the AES-GCM ciphers: no cipher field for ChaCha20
+        named = ss_info.get("cipher", ss_cipher if "CHACHA20" in cipher else None)
+        assert named == ss_cipher, f"ss cipher {ss_info}, expected {ss_cipher}"
+    return f"{seen} = ss"

@@ -139,7 +139,8 @@ class Kttpd:
         self.out.close()
 
 
-ACCESS_TAIL = re.compile(r'"(?P<ua>[^"]*)" (?P<server>\S+) (?P<ms>[\d.]+) (?P<version>\S+) '
+ACCESS_TAIL = re.compile(r' (?P<proto>HTTP/\d\.\d)" (?P<status>\d+) (?P<bytes>\d+) "[^"]*" '
+                         r'"(?P<ua>[^"]*)" (?P<server>\S+) (?P<ms>[\d.]+) (?P<version>\S+) '
                          r'(?P<cipher>\S+) ktls=(?P<mode>\S+)'
                          r'(?: place=(?P<place>\S+))?$')
 

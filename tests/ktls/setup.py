@@ -30,10 +30,14 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 
-# Loaded in this order by init.sh (each after its own dependencies).
+# Loaded in this order by init.sh (each after its own dependencies). tcp_diag
+# (sock_diag for TCP: ss -tie, kttpd's placement query) is loaded here
+# because the kernel's on-demand modprobe runs in the chroot, where the
+# host's /lib/modules has no modules for this kernel.
 MODULES = ["virtio_pci", "9pnet_virtio", "9p", "overlay", "aesni_intel",
            "ghash_clmulni_intel", "ghash_generic", "ctr", "gcm", "ccm",
-           "chacha_x86_64", "poly1305_x86_64", "chacha20poly1305", "tls"]
+           "chacha_x86_64", "poly1305_x86_64", "chacha20poly1305", "tls",
+           "inet_diag", "tcp_diag"]
 
 
 class SetupError(Exception):

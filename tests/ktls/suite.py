@@ -15,14 +15,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import cases_control  # noqa: E402
+import cases_h2  # noqa: E402
 import cases_matrix  # noqa: E402
 import fixtures  # noqa: E402
 
 
 def print_table(rows):
-    head = ("case", "version", "cipher", "kTLS (TX/RX)", "bytes exact")
-    table = [head] + [tuple(str(r.get(k, "-")) for k in ("name", "version", "cipher", "mode", "exact"))
-                      for r in rows]
+    head = ("case", "proto", "version", "cipher", "kTLS (TX/RX)", "place (log = ss)",
+            "bytes exact", "server->client TLS records")
+    keys = ("name", "proto", "version", "cipher", "mode", "place", "exact", "records")
+    table = [head] + [tuple(str(r.get(k, "-")) for k in keys) for r in rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(head))]
     line = "+-" + "-+-".join("-" * w for w in widths) + "-+"
     print(line)
@@ -59,7 +61,7 @@ def main():
         except Exception as e:
             record("FAIL", "ktls/start", str(e))
             servers = {}
-        cases = cases_matrix.CASES + cases_control.CASES if servers else []
+        cases = cases_matrix.CASES + cases_h2.CASES + cases_control.CASES if servers else []
         for name, func, info in cases:
             if args.k not in name:
                 continue

@@ -1,6 +1,6 @@
 """A TLS client on the host's libssl through ctypes, for what Python's ssl module cannot do.
 
-It picks the TLS 1.3 suite, sends KeyUpdate (SSL_key_update), starts a TLS 1.2
+It picks the TLS 1.3 suite, offers ALPN (h2), sends KeyUpdate (SSL_key_update), starts a TLS 1.2
 renegotiation, resumes sessions, and, with kTLS TX on its own socket
 (ktls=True, inside the VM), injects any record type (an alert) through the
 kernel: sendmsg() with a TLS_SET_RECORD_TYPE control message.
@@ -30,6 +30,8 @@ for name, res, args in [
     ("SSL_set_session", I, [P, P]), ("SSL_session_reused", I, [P]),
     ("SSL_SESSION_free", None, [P]), ("SSL_get_wbio", P, [P]), ("SSL_get_rbio", P, [P]),
     ("SSL_pending", I, [P]), ("SSL_set_shutdown", None, [P, I]),
+    ("SSL_CTX_set_alpn_protos", I, [P, ctypes.c_char_p, ctypes.c_uint]),
+    ("SSL_get0_alpn_selected", None, [P, ctypes.POINTER(P), ctypes.POINTER(ctypes.c_uint)]),
 ]:
     f = getattr(ssl, name)
     f.restype, f.argtypes = res, args
@@ -70,7 +72,7 @@ def err_queue():
 
 class Client:
     def __init__(self, host, port, version, cipher=None, session=None, ktls=False,
-                 timeout=20.0, sni="localhost", sock=None):
+                 timeout=20.0, sni="localhost", sock=None, alpn=None):
         self.ctx = ssl.SSL_CTX_new(ssl.TLS_client_method())
         v = VERSIONS[version]
         ssl.SSL_CTX_ctrl(self.ctx, SSL_CTRL_SET_MIN_PROTO_VERSION, v, None)
@@ -79,6 +81,10 @@ class Client:
         # session is marked not resumable. session() hands sessions out instead.
         if ktls:
             ssl.SSL_CTX_set_options(self.ctx, SSL_OP_ENABLE_KTLS)
+        if alpn:  # e.g. ["h2"]
+            wire = b"".join(bytes([len(p)]) + p.encode() for p in alpn)
+            if ssl.SSL_CTX_set_alpn_protos(self.ctx, wire, len(wire)) != 0:
+                raise TLSError("SSL_CTX_set_alpn_protos", "SSL", err_queue())
         if cipher and version == "TLSv1.3":
             ssl.SSL_CTX_set_ciphersuites(self.ctx, cipher.encode())
         elif cipher:
@@ -108,6 +114,15 @@ class Client:
 
     def cipher(self):
         return ssl.SSL_CIPHER_get_name(ssl.SSL_get_current_cipher(self.ssl)).decode()
+
+    def alpn(self):
+        """The protocol the server chose by ALPN, or None."""
+        data, n = P(), ctypes.c_uint(0)
+        ssl.SSL_get0_alpn_selected(self.ssl, ctypes.byref(data), ctypes.byref(n))
+        return ctypes.string_at(data, n.value).decode() if n.value else None
+
+    def local_port(self):
+        return self.sock.getsockname()[1]
 
     def reused(self):
         return bool(ssl.SSL_session_reused(self.ssl))
