@@ -412,6 +412,14 @@ class Server:
         return self
 
     def __exit__(self, *exc):
+        if os.environ.get("ASAN_OPTIONS") and self.alive():
+            # under the sanitizer pass, exit gracefully so that
+            # LeakSanitizer checks every server, not only stopped ones
+            self.signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                pass
         self.kill()
         if getattr(self, "output", None):
             self.output.close()
