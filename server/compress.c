@@ -131,7 +131,8 @@ static long long scan_cache(
 		    !S_ISREG(st.st_mode) || strlen(de->d_name) >= 80)
 			continue;
 		total += st.st_size;
-		if (!evict_to || (keep != NULL && strcmp(de->d_name, keep) == 0))
+		if (!evict_to ||
+		    (keep != NULL && strcmp(de->d_name, keep) == 0))
 			continue;
 		if (n == cap) {
 			struct entry *ne = realloc(
@@ -282,8 +283,8 @@ void compress_choose(struct request *r, const char *path, const char *ctype,
 			order[0] = 1, order[1] = 0;
 		for (int i = 0; i < 2; i++) {
 			int k = order[i];
-			if (q[k] > 0 && (vfd = open_sibling(r, path, sfx[k],
-			                     &vst)) >= 0) {
+			if (q[k] > 0 &&
+			    (vfd = open_sibling(r, path, sfx[k], &vst)) >= 0) {
 				use(r, fd, st, vfd, &vst, name[k]);
 				return;
 			}

@@ -50,8 +50,8 @@ void conn_wait(struct conn *c, short what)
 	tv.tv_usec = left % 1000000;
 	if (c->ev_what != what) {
 		event_del(c->ev);
-		event_assign(c->ev, c->w->base, c->fd, what | EV_PERSIST, conn_io,
-		    c);
+		event_assign(
+		    c->ev, c->w->base, c->fd, what | EV_PERSIST, conn_io, c);
 		c->ev_what = what;
 	}
 	event_add(c->ev, &tv);
@@ -160,7 +160,8 @@ static void proxy_read(struct conn *c)
 		struct timeval tv = { 0, 10000 };
 		event_del(c->ev);
 		event_assign(c->ev, c->w->base, -1, 0, conn_io, c);
-		c->ev_what = -1; /* a timer now: the next conn_wait re-assigns */
+		c->ev_what = -1; /* a timer now: the next conn_wait re-assigns
+		                  */
 		event_add(c->ev, &tv);
 		return;
 	}

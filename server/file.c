@@ -30,7 +30,14 @@ static int errno_status(int e)
 	case ELOOP: return 404;
 	case EMFILE:
 	case ENFILE: /* out of descriptors: a passing state, not our fault */
-		log_warn("open: %s", strerror(e));
+	{
+		static struct log_limit lim;
+		long more;
+		if (log_limited(&lim, &more))
+			log_warn("open: %s (answered 503; %ld more since the "
+			         "last such line)",
+			    strerror(e), more);
+	}
 		return 503;
 	default: log_error("open: %s", strerror(e)); return 500;
 	}

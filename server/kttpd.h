@@ -495,6 +495,15 @@ void log_msg(int level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void log_access(struct conn *, struct request *);
 void log_flush(struct worker *);
+/*
+ * A fault that repeats (out of descriptors) is logged once a second at
+ * most, with how many times it happened meanwhile.
+ */
+struct log_limit {
+	_Atomic long long last_s;
+	atomic_long count;
+};
+int log_limited(struct log_limit *, long *suppressed);
 #define log_error(...) log_msg(KT_LOG_ERROR, __VA_ARGS__)
 #define log_warn(...)  log_msg(KT_LOG_WARN, __VA_ARGS__)
 #define log_info(...)  log_msg(KT_LOG_INFO, __VA_ARGS__)

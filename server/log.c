@@ -81,6 +81,22 @@ void log_reopen(void)
 	reopen(&lg.acc_fd, lg.acc_path, sizeof(lg.acc_path), a);
 }
 
+/* 1 when this occurrence should be logged; *suppressed: those since. */
+int log_limited(struct log_limit *l, long *suppressed)
+{
+	struct timespec ts;
+	long long last;
+
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	last = atomic_load(&l->last_s);
+	atomic_fetch_add(&l->count, 1);
+	if (ts.tv_sec == last ||
+	    !atomic_compare_exchange_strong(&l->last_s, &last, ts.tv_sec))
+		return 0;
+	*suppressed = atomic_exchange(&l->count, 0) - 1;
+	return 1;
+}
+
 void log_msg(int level, const char *fmt, ...)
 {
 	char buf[1024];

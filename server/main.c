@@ -89,8 +89,8 @@ static struct config *reload(struct config *cur)
 	struct config *cfg = config_load(cur->path);
 
 	if (cfg == NULL) {
-		log_error("reload: %s is invalid; still serving the previous "
-		          "config",
+		log_error("reload: cannot load %s (the error above says why); "
+		          "still serving the previous config",
 		    cur->path);
 		return cur;
 	}

@@ -294,9 +294,10 @@ static void record_placement(struct conn *c)
 			    strerror(errno),
 			    errno == EPERM ? " (before Linux 6.15 the kernel "
 			                     "shows it to CAP_NET_ADMIN only)"
-			    : errno == ENOENT ? " (no sock_diag for TCP: is "
-			                        "the tcp_diag module loaded?)"
-			                      : "");
+			        : errno == ENOENT
+			        ? " (no sock_diag for TCP: is "
+			          "the tcp_diag module loaded?)"
+			        : "");
 		return;
 	}
 	c->mode.place_known = 1;

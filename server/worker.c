@@ -85,8 +85,14 @@ static void accept_cb(evutil_socket_t lfd, short what, void *arg)
 				 */
 				struct timeval tv = { 0,
 					KT_ACCEPT_PAUSE_MS * 1000 };
-				log_warn("accept: %s; pausing %d ms",
-				    strerror(errno), KT_ACCEPT_PAUSE_MS);
+				static struct log_limit lim;
+				long more;
+				if (log_limited(&lim, &more))
+					log_warn("accept: %s; pausing %d ms "
+					         "(%ld more pauses since the "
+					         "last such line)",
+					    strerror(errno), KT_ACCEPT_PAUSE_MS,
+					    more);
 				accepting(w, 0);
 				evtimer_add(w->pause_ev, &tv);
 			}
