@@ -243,12 +243,12 @@ static ssize_t multipart_piece(
 static ssize_t read_body(nghttp2_session *ng, int32_t id, uint8_t *buf,
     size_t length, uint32_t *flags, nghttp2_data_source *src, void *arg)
 {
-	struct conn *c = arg;
 	struct stream *s = src->ptr;
 	size_t n;
 
 	(void)ng;
 	(void)id;
+	(void)arg;
 	if (s->r.mem != NULL) { /* a body from memory: copied */
 		struct request *r = &s->r;
 		n = r->mem_len - r->mem_off;
@@ -265,7 +265,6 @@ static ssize_t read_body(nghttp2_session *ng, int32_t id, uint8_t *buf,
 	n = length < H2_PAYLOAD ? length : H2_PAYLOAD;
 	if (s->r.len < n)
 		n = (size_t)s->r.len;
-	(void)c;
 	*flags |= NGHTTP2_DATA_FLAG_NO_COPY;
 	if (n == s->r.len && s->r.nparts == 0)
 		*flags |= NGHTTP2_DATA_FLAG_EOF;
