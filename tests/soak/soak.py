@@ -254,11 +254,16 @@ def mutator(root, stop, stats, versions, names, rnd):
             elif op < 0.8:
                 path = root / name
                 data = path.read_bytes()
+                old_mtime = int(os.stat(path).st_mtime)
                 keep = rnd.randrange(0, len(data) + 1)
                 # register the tags before anyone can see them: truncate
-                # sets the mtime to now, then we give it its own
+                # sets the mtime to now, then we give it its own. And the
+                # kernel sets the new size before the new mtime, so a stat
+                # in between sees the old mtime with the new size: that
+                # state names data[:keep] too (no other version can have
+                # the same pair, so the tag stays unambiguous)
                 now = int(time.time())
-                for t in (now, now + 1):
+                for t in (now, now + 1, old_mtime):
                     versions.add_tag(t, keep, data[:keep])
                 with open(path, "r+b") as f:
                     f.truncate(keep)
