@@ -125,6 +125,12 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
 {
 	struct h1p *h = p->data;
 
+	for (size_t i = 0; i < len; i++) /* CTLs but HTAB: RFC 9110 5.5 */
+		if (((unsigned char)at[i] < 0x20 && at[i] != '\t') ||
+		    at[i] == 0x7f) {
+			h->status = 400;
+			return -1;
+		}
 	if (h->in_field) {
 		/* a name is a token up to its colon: "Host : x" is refused */
 		if (h->field.p[h->field.n] != ':' ||

@@ -66,6 +66,8 @@ struct h2 {
 	int nopen; /* open streams */
 	int goaway;
 	unsigned empty_data; /* empty DATA frames without END_STREAM */
+	double reset_tokens; /* rapid reset bucket, refilled over time */
+	int64_t reset_us;
 };
 
 /* Which request span each slot fills. */
@@ -415,6 +417,32 @@ static void request(struct conn *c, struct stream *s)
 	respond(c, s);
 }
 
+/*
+ * Rapid reset (CVE-2023-44487): a token bucket of http2_reset_burst
+ * RST_STREAMs refilled at http2_reset_rate a second; empty, the
+ * connection gets GOAWAY ENHANCE_YOUR_CALM. (nghttp2 has its own bucket,
+ * set at twice ours as a backstop; it would answer INTERNAL_ERROR.)
+ */
+static int rapid_reset(struct conn *c)
+{
+	struct h2 *h = c->h2;
+	int64_t now = date_mono_us();
+	double burst = (double)c->cfg->http2_reset_burst;
+
+	if (h->reset_us == 0)
+		h->reset_tokens = burst;
+	else
+		h->reset_tokens += (double)(now - h->reset_us) / 1e6 *
+		    (double)c->cfg->http2_reset_rate;
+	if (h->reset_tokens > burst)
+		h->reset_tokens = burst;
+	h->reset_us = now;
+	if (h->reset_tokens < 1)
+		return 1;
+	h->reset_tokens -= 1;
+	return 0;
+}
+
 static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *arg)
 {
 	struct conn *c = arg;
@@ -428,6 +456,11 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *arg)
 		s = nghttp2_session_get_stream_user_data(ng, f->hd.stream_id);
 		if (s != NULL && !c->h2->goaway)
 			request(c, s);
+		break;
+	case NGHTTP2_RST_STREAM:
+		if (rapid_reset(c))
+			nghttp2_session_terminate_session(
+			    ng, NGHTTP2_ENHANCE_YOUR_CALM);
 		break;
 	case NGHTTP2_DATA:
 		/* a flood of empty frames costs us and carries nothing */
@@ -702,8 +735,8 @@ int h2_start(struct conn *c)
 	nghttp2_session_callbacks_set_send_data_callback(cb, send_data_cb);
 	/* rapid reset (CVE-2023-44487): a bucket of RST_STREAMs */
 	nghttp2_option_set_stream_reset_rate_limit(opt,
-	    (uint64_t)c->cfg->http2_reset_burst,
-	    (uint64_t)c->cfg->http2_reset_rate);
+	    2 * (uint64_t)c->cfg->http2_reset_burst,
+	    2 * (uint64_t)c->cfg->http2_reset_rate);
 	nghttp2_option_set_max_outbound_ack(opt, 1000);
 	nghttp2_option_set_max_settings(opt, 32);
 	if (nghttp2_session_server_new2(&h->ng, cb, c, opt) != 0)

@@ -181,3 +181,14 @@ def test_unknown_transfer_encoding():
         data = raw(f"GET {OK_PATH} HTTP/1.1", "Host: a.test", "Transfer-Encoding: gzip",
                    body=b"xxxx")
         expect_rejected(srv, data, (400, 501), "Transfer-Encoding: gzip")
+
+
+def test_control_bytes_in_field_value_400():
+    """RFC 9110 5.5: a field value holds no control byte but HTAB."""
+    with kt.Server(kt.site()) as srv:
+        for bad in ("a\x01b", "a\x7fb", "a\x1bb"):
+            data = raw(f"GET {OK_PATH} HTTP/1.1", "Host: a.test", f"X-A: {bad}")
+            expect_rejected(srv, data, 400, f"field value {bad!r}")
+        with srv.connect() as c:  # a tab is fine
+            r = c.exchange(raw(f"GET {OK_PATH} HTTP/1.1", "Host: a.test", "X-A: a\tb"))
+            assert r.status == 200, f"HTAB in a field value: {r.status}"
