@@ -371,7 +371,10 @@ def test_sighup_goaway_then_new_config():
             g = busy.goaway()
             assert g is not None and g.error_code == kt.H2_NO_ERROR and g.last_stream_id >= 1, \
                 f"busy connection after SIGHUP: {frame_summary(busy)}"
-            # a new connection is served with the new config meanwhile
+            # a new connection is served with the new config meanwhile,
+            # once every worker has taken it (main logs "reloaded" then)
+            assert kt.wait_until(lambda: "reloaded" in srv.error_log(), 5), \
+                "no 'reloaded' line after SIGHUP"
             r = kt.h2_get(srv, kt.size_path(16385))
             assert r.status == 200 and r.body == site.files[kt.size_path(16385)]
             assert r.get("server") is None, "new h2 connection still on the old config"
