@@ -232,6 +232,26 @@ full:
  * of the window is queued and c waits for it; its worker resumes c.
  * Cheap once a window is known warm: one comparison per call.
  */
+/*
+ * A body read whole into memory anyway (a small file, an HTTP/2 frame
+ * copied): read it now if the page cache has every byte, so one call
+ * both answers "in memory?" and reads. 1: len bytes are in buf and r
+ * moved past them; 0: nothing read, ask aio_ready and read as before.
+ */
+int aio_read_now(struct conn *c, struct request *r, char *buf, size_t len)
+{
+	ssize_t n;
+
+	if (pool.nthreads == 0 || r->fd < 0 || len == 0 || c->aio != NULL)
+		return 0;
+	n = sys_pread_nowait(r->fd, buf, len, r->off);
+	if (n != (ssize_t)len)
+		return 0; /* cold, short, or cannot tell: the usual way */
+	r->off += len;
+	r->len -= len;
+	return 1;
+}
+
 int aio_ready(struct conn *c, struct request *r, uint64_t len)
 {
 	uint64_t win;

@@ -390,6 +390,12 @@ static void respond(struct conn *c)
 		r->mem_off = r->mem_len;
 	c->state = CS_WRITE;
 	conn_deadline(c, c->cfg->send_timeout);
+	/* a small body that the page cache holds: read with the head */
+	if (r->len > 0 && r->len <= cap - n && r->nparts == 0) {
+		size_t len = (size_t)r->len;
+		if (aio_read_now(c, r, c->wbuf + n, len))
+			c->wlen += len;
+	}
 	/* a cold file: wait before the head, so that neither the pread
 	 * below nor a head sent with MSG_MORE waits on the disk */
 	if (r->len > 0 &&

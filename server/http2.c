@@ -282,18 +282,28 @@ static int send_data_cb(nghttp2_session *ng, nghttp2_frame *f,
 	struct h2 *h = c->h2;
 	struct stream *s = src->ptr;
 	struct request *r = &s->r;
+	int copy = !c->mode.ktls_tx || length < H2_COPY_MAX;
 
 	(void)ng;
 	(void)f; /* we never ask for padding */
 	if (h->nsegs == H2_MAX_SEGS)
 		return NGHTTP2_ERR_WOULDBLOCK;
+	if (out_reserve(h, 9 + length) < 0)
+		return NGHTTP2_ERR_CALLBACK_FAILURE;
+	/* a copied payload the page cache holds: read and checked at once */
+	if (copy && aio_read_now(c, r, h->obuf + h->olen + 9, length)) {
+		memcpy(h->obuf + h->olen, framehd, 9);
+		h->olen += 9 + length;
+		r->sent += length;
+		goto queued;
+	}
 	/* not in memory: the I/O threads read it; nghttp2 offers this same
 	 * frame again, and until then this connection's writer pauses */
 	if (!aio_ready(c, r, length))
 		return NGHTTP2_ERR_WOULDBLOCK;
 	if (out_append(h, framehd, 9) < 0)
 		return NGHTTP2_ERR_CALLBACK_FAILURE;
-	if (!c->mode.ktls_tx || length < H2_COPY_MAX) {
+	if (copy) {
 		size_t got = 0;
 		if (out_reserve(h, length) < 0)
 			return NGHTTP2_ERR_CALLBACK_FAILURE;
@@ -322,6 +332,7 @@ static int send_data_cb(nghttp2_session *ng, nghttp2_frame *f,
 	r->off += length;
 	r->len -= length;
 	r->sent += length;
+queued:
 	/* nghttp2 would go on serializing the whole window in this one
 	 * mem_send call (a stalled client's 1 GiB): stop at the mark */
 	return h->olen >= H2_OUT_LOW || h->nsegs >= H2_MAX_SEGS

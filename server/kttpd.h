@@ -473,6 +473,7 @@ int aio_start(struct config *);
 void aio_stop(void);
 int aio_worker_init(struct worker *);
 void aio_worker_free(struct worker *);
+int aio_read_now(struct conn *, struct request *, char *buf, size_t len);
 int aio_ready(struct conn *, struct request *, uint64_t len);
 void aio_cancel(struct conn *);
 long aio_depth(void);

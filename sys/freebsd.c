@@ -289,6 +289,16 @@ static int page_in_memory(int fd, uint64_t off)
 	return (vec & MINCORE_INCORE) != 0;
 }
 
+ssize_t sys_pread_nowait(int fd, void *buf, size_t len, uint64_t off)
+{
+	(void)fd;
+	(void)buf;
+	(void)len;
+	(void)off;
+	errno = EOPNOTSUPP; /* no RWF_NOWAIT: callers ask sys_in_memory */
+	return -1;
+}
+
 int sys_in_memory(int fd, uint64_t off, size_t len)
 {
 	int first = page_in_memory(fd, off);

@@ -276,6 +276,13 @@ static int page_in_memory(int fd, uint64_t off)
 	return cs.nr_cache > 0;
 }
 
+ssize_t sys_pread_nowait(int fd, void *buf, size_t len, uint64_t off)
+{
+	struct iovec iov = { buf, len };
+
+	return preadv2(fd, &iov, 1, (off_t)off, RWF_NOWAIT);
+}
+
 int sys_in_memory(int fd, uint64_t off, size_t len)
 {
 	int first = page_in_memory(fd, off), last;

@@ -70,6 +70,9 @@ int sys_in_memory(int fd, uint64_t off, size_t len);
 /* Read [off, off + len) into the page cache, through scratch (bufsz
  * bytes). Blocks on the disk: for I/O threads only. 0 or -1. */
 int sys_readahead(int fd, uint64_t off, size_t len, void *buf, size_t bufsz);
+/* pread() that never waits for the disk: the bytes read, or -1 (EAGAIN:
+ * not all in memory; EOPNOTSUPP: this file or kernel cannot say). */
+ssize_t sys_pread_nowait(int fd, void *buf, size_t len, uint64_t off);
 /* ---- end issue 9 ---- */
 
 #endif
