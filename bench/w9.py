@@ -3,6 +3,7 @@
 slow disk on the same worker, with and without the readahead pool.
 
     bench/w9.py [--bin build/kttpd] [--seconds 5] [--streams 2] [--delay 0.02]
+                [--nginx]
 
 Root and python3-fusepy: the slow disk is tests/integration/slowfs.py (a
 FUSE view whose every read sleeps --delay s; each open starts cold). One
@@ -53,9 +54,80 @@ def run(root, threads, seconds, streams):
         stop.set()
         for t in ts:
             t.join()
+    report(f"kttpd aio_threads={threads}", lat)
+
+
+def nginx_conf(root, port, crt, key, aio, workdir):
+    return f"""daemon off;
+worker_processes 1;
+pid {workdir}/nginx-w9.pid;
+error_log {workdir}/nginx-w9.err warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    sendfile on;
+    {"aio threads;" if aio else ""}
+    keepalive_requests 100000000;
+    client_body_temp_path {workdir}/nginx-tmp;
+    server {{
+        listen 127.0.0.1:{port} ssl;
+        ssl_certificate {crt};
+        ssl_certificate_key {key};
+        root {root};
+    }}
+}}
+"""
+
+
+def run_nginx(root, aio, seconds, streams, site):
+    """The same measurement against nginx, with and without `aio threads`."""
+    port = kt.free_port()
+    crt, key = site.certs["a.test"]
+    workdir = site.dir
+    (workdir / "nginx-tmp").mkdir(exist_ok=True)
+    conf = workdir / f"nginx-w9-{int(aio)}.conf"
+    conf.write_text(nginx_conf(root, port, crt, key, aio, workdir))
+    p = subprocess.Popen(["nginx", "-c", str(conf)], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL, start_new_session=True)
+    lat = []
+    stop = threading.Event()
+
+    def stream():
+        while not stop.is_set():
+            subprocess.run(["curl", "-sk", "-o", "/dev/null", "--max-time", "60",
+                            f"https://127.0.0.1:{port}/slow/big"])
+    try:
+        if not kt.wait_until(lambda: kt.port_accepts(port), 5):
+            print("W9 nginx: did not start", flush=True)
+            return
+        ts = [threading.Thread(target=stream) for _ in range(streams)]
+        with kt.Conn(kt.tls_socket(port, None)) as c:
+            c.send(kt.request("/hot.txt", host="a.test"))
+            c.read_response()
+            for t in ts:
+                t.start()
+            time.sleep(0.2)
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                t0 = time.monotonic()
+                c.send(kt.request("/hot.txt", host="a.test"))
+                r = c.read_response()
+                lat.append(time.monotonic() - t0)
+                assert r.status == 200 and len(r.body) == 1024
+        stop.set()
+        for t in ts:
+            t.join()
+    finally:
+        stop.set()
+        os.killpg(p.pid, 15)
+        p.wait()
+    report(f"nginx {'aio threads' if aio else 'no aio'}", lat)
+
+
+def report(what, lat):
     lat.sort()
     pct = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] * 1000
-    print(f"W9 aio_threads={threads}: {len(lat)} hot requests, p50 {pct(0.5):.2f} ms, "
+    print(f"W9 {what}: {len(lat)} hot requests, p50 {pct(0.5):.2f} ms, "
           f"p99 {pct(0.99):.2f} ms, max {lat[-1] * 1000:.2f} ms", flush=True)
 
 
@@ -65,9 +137,12 @@ def main():
     ap.add_argument("--seconds", type=float, default=5)
     ap.add_argument("--streams", type=int, default=2)
     ap.add_argument("--delay", type=float, default=0.02)
+    ap.add_argument("--nginx", action="store_true",
+                    help="also nginx, without and with `aio threads`")
     a = ap.parse_args()
     kt.BIN = os.path.abspath(a.bin)
-    base = kt.site().new_root("w9")
+    site = kt.site()
+    base = site.new_root("w9")
     src = base.parent / "w9-src"
     src.mkdir(exist_ok=True)
     (src / "big").write_bytes(os.urandom(6 << 20))
@@ -81,6 +156,9 @@ def main():
             sys.exit("w9: cannot mount the slow FUSE view (root, /dev/fuse, python3-fusepy?)")
         for threads in (0, 2):
             run(base, threads, a.seconds, a.streams)
+        if a.nginx:
+            for aio in (False, True):
+                run_nginx(base, aio, a.seconds, a.streams, site)
     finally:
         subprocess.run(["umount", "-l", str(mnt)])
         fs.kill()
