@@ -22,16 +22,50 @@ int64_t date_mono_us(void)
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+/*
+ * A response formats a file's mtime (Last-Modified) every time; a worker
+ * mostly serves the same few files, so the last result is kept per
+ * thread and the next request for that file copies it.
+ */
 size_t date_format(time_t t, char *out, size_t outsz)
 {
+	static __thread time_t last_t = -1;
+	static __thread char last[40];
+	static __thread size_t last_n;
 	struct tm tm;
 	int n;
 
-	gmtime_r(&t, &tm);
-	n = snprintf(out, outsz, "%s, %02d %s %04d %02d:%02d:%02d GMT",
-	    wday[tm.tm_wday], tm.tm_mday, month[tm.tm_mon], tm.tm_year + 1900,
-	    tm.tm_hour, tm.tm_min, tm.tm_sec);
-	return n < 0 || (size_t)n >= outsz ? 0 : (size_t)n;
+	if (t != last_t) {
+		gmtime_r(&t, &tm);
+		n = snprintf(last, sizeof(last),
+		    "%s, %02d %s %04d %02d:%02d:%02d GMT", wday[tm.tm_wday],
+		    tm.tm_mday, month[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour,
+		    tm.tm_min, tm.tm_sec);
+		if (n < 0 || (size_t)n >= sizeof(last))
+			return 0;
+		last_t = t;
+		last_n = (size_t)n;
+	}
+	if (last_n >= outsz)
+		return 0;
+	memcpy(out, last, last_n + 1);
+	return last_n;
+}
+
+/* v in base 10 or 16 at p, no leading zeros; returns the end. */
+char *date_u64(char *p, uint64_t v, unsigned base)
+{
+	char tmp[20];
+	int n = 0;
+
+	do {
+		tmp[n++] = "0123456789abcdef"[v % base];
+		v /= base;
+	} while (v);
+	while (n)
+		*p++ = tmp[--n];
+	*p = '\0';
+	return p;
 }
 
 int date_parse(const char *s, size_t len, time_t *out)

@@ -352,14 +352,13 @@ static void respond(struct conn *c, struct stream *s)
 	int body = r->method != M_HEAD && r->status != 304 && r->clen > 0;
 	struct location *l = r->loc;
 
-	snprintf(status, sizeof(status), "%d", r->status);
+	date_u64(status, (uint64_t)r->status, 10);
 	add_header(nv, &n, ":status", status);
 	if (c->cfg->server_tokens)
 		add_header(nv, &n, "server", "kttpd");
 	add_header(nv, &n, "date", worker_date(c->w));
 	if (r->status != 304) {
-		snprintf(
-		    clen, sizeof(clen), "%llu", (unsigned long long)r->clen);
+		date_u64(clen, r->clen, 10);
 		add_header(nv, &n, "content-type", r->ctype);
 		add_header(nv, &n, "content-length", clen);
 	}

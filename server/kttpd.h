@@ -436,6 +436,7 @@ int cond_if_range(struct request *);
 /* date.c */
 size_t date_format(time_t, char *out, size_t outsz);
 int64_t date_mono_us(void);
+char *date_u64(char *p, uint64_t v, unsigned base);
 int date_parse(const char *s, size_t len, time_t *out);
 
 /* compress.c */
