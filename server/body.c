@@ -14,17 +14,12 @@
  */
 #define _GNU_SOURCE
 #include "kttpd.h"
-#include "../sys/sys.h"
 
 #include <errno.h>
-#include <openssl/err.h>
-#include <openssl/ssl.h>
 #include <string.h>
 #include <unistd.h>
 
 #define TURN_BYTES (4u << 20) /* per wake-up, then let others run */
-
-enum { OUT_AGAIN = -2, OUT_ERROR = -1 };
 
 /* Read up to room bytes of the body into wbuf after what is there. */
 int body_fill(struct conn *c, size_t room)
@@ -62,80 +57,6 @@ int body_fill(struct conn *c, size_t room)
 		want -= (size_t)n;
 	}
 	return 0;
-}
-
-static ssize_t tls_out(struct conn *c, const void *buf, size_t len)
-{
-	int n, e;
-
-	ERR_clear_error();
-	n = SSL_write(c->ssl, buf, (int)len);
-	if (n > 0)
-		return n;
-	e = SSL_get_error(c->ssl, n);
-	if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
-		c->want_write = e == SSL_ERROR_WANT_WRITE;
-		return OUT_AGAIN;
-	}
-	c->tls_failed = 1;
-	ERR_clear_error();
-	return OUT_ERROR;
-}
-
-static ssize_t errno_out(struct conn *c, ssize_t n)
-{
-	if (n >= 0)
-		return n;
-	if (errno == EAGAIN || errno == EINTR) {
-		c->want_write = 1;
-		return OUT_AGAIN;
-	}
-	log_debug("%s: send: %s", c->peer, strerror(errno));
-	return OUT_ERROR;
-}
-
-/* Write from wbuf. Under kTLS TX the kernel frames what send() gives it. */
-static ssize_t buf_out(struct conn *c, int more)
-{
-	const char *p = c->wbuf + c->wpos;
-	size_t len = c->wlen - c->wpos;
-
-	if (c->ssl && !c->mode.ktls_tx)
-		return tls_out(c, p, len);
-	return errno_out(c, sys_send(c->fd, p, len, more));
-}
-
-/*
- * SSL_sendfile before OpenSSL 3.4 reports a failed sendfile() as
- * SSL_ERROR_SSL (SSL_R_UNINITIALIZED), so errno decides; 0 means the file
- * is shorter than the Content-Length we promised.
- */
-static ssize_t file_out(struct conn *c, size_t len)
-{
-	struct request *r = c->req;
-	ossl_ssize_t n;
-
-	if (!c->ssl)
-		return errno_out(c, sys_sendfile(c->fd, r->fd, &r->off, len));
-	ERR_clear_error();
-	errno = 0;
-	n = SSL_sendfile(c->ssl, r->fd, (off_t)r->off, len, 0);
-	if (n > 0) {
-		r->off += (uint64_t)n;
-		return n;
-	}
-	if (n < 0 &&
-	    (errno == EAGAIN || errno == EINTR ||
-	        SSL_get_error(c->ssl, (int)n) == SSL_ERROR_WANT_WRITE)) {
-		ERR_clear_error();
-		c->want_write = 1;
-		return OUT_AGAIN;
-	}
-	ERR_clear_error();
-	log_error("%s: sendfile at %llu: %s", c->peer,
-	    (unsigned long long)r->off,
-	    n == 0 ? "file shrank" : strerror(errno));
-	return OUT_ERROR;
 }
 
 /* Does anything follow what is in wbuf? */
@@ -176,7 +97,8 @@ enum body_result body_send(struct conn *c)
 
 	for (;;) {
 		if (c->wpos < c->wlen)
-			n = buf_out(c, more_follows(r));
+			n = conn_send(c, c->wbuf + c->wpos, c->wlen - c->wpos,
+			    more_follows(r));
 		else if (r->len == 0) {
 			int k = next_piece(c);
 			if (k < 0)
@@ -194,16 +116,18 @@ enum body_result body_send(struct conn *c)
 			size_t len = r->len < KT_SENDFILE_CHUNK
 			    ? (size_t)r->len
 			    : KT_SENDFILE_CHUNK;
-			n = file_out(c, len);
-			if (n > 0)
+			n = conn_sendfile(c, r->fd, r->off, len);
+			if (n > 0) {
+				r->off += (uint64_t)n;
 				r->len -= (uint64_t)n;
+			}
 		} else {
 			c->wlen = c->wpos = 0;
 			if (body_fill(c, KT_CHUNK) < 0)
 				return BODY_ERROR;
 			continue;
 		}
-		if (n == OUT_AGAIN)
+		if (n == CONN_AGAIN)
 			return c->want_write ? BODY_AGAIN_WRITE
 			                     : BODY_AGAIN_READ;
 		if (n < 0)

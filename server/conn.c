@@ -261,6 +261,76 @@ ssize_t conn_recv(struct conn *c, void *buf, size_t len)
 	}
 }
 
+/*
+ * Write buf: SSL_write in userspace TLS, send() otherwise (plain TCP, or
+ * kTLS TX, where the kernel frames what it is given; more keeps the
+ * record or segment open for what follows). Bytes, or CONN_AGAIN with
+ * c->want_write set, or CONN_ERROR.
+ */
+ssize_t conn_send(struct conn *c, const void *buf, size_t len, int more)
+{
+	ssize_t n;
+	int e;
+
+	if (c->ssl != NULL && !c->mode.ktls_tx) {
+		ERR_clear_error();
+		n = SSL_write(c->ssl, buf, (int)len);
+		if (n > 0)
+			return n;
+		e = SSL_get_error(c->ssl, (int)n);
+		ERR_clear_error();
+		if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
+			c->want_write = e == SSL_ERROR_WANT_WRITE;
+			return CONN_AGAIN;
+		}
+		c->tls_failed = 1;
+		return CONN_ERROR;
+	}
+	n = sys_send(c->fd, buf, len, more);
+	if (n >= 0)
+		return n;
+	if (errno == EAGAIN || errno == EINTR) {
+		c->want_write = 1;
+		return CONN_AGAIN;
+	}
+	log_debug("%s: send: %s", c->peer, strerror(errno));
+	return CONN_ERROR;
+}
+
+/*
+ * Send len bytes of file fd from off without copying: SSL_sendfile under
+ * kTLS TX, sendfile on plain TCP. SSL_sendfile before OpenSSL 3.4 reports
+ * a failed sendfile() as SSL_ERROR_SSL (SSL_R_UNINITIALIZED), so errno
+ * decides; 0 means the file is shorter than the length we promised.
+ * Bytes, CONN_AGAIN (want_write set) or CONN_ERROR (logged).
+ */
+ssize_t conn_sendfile(struct conn *c, int fd, uint64_t off, size_t len)
+{
+	ssize_t n;
+
+	ERR_clear_error();
+	errno = 0;
+	if (c->ssl == NULL) {
+		uint64_t o = off;
+		n = sys_sendfile(c->fd, fd, &o, len);
+	} else
+		n = SSL_sendfile(c->ssl, fd, (off_t)off, len, 0);
+	if (n > 0)
+		return n;
+	if (n < 0 &&
+	    (errno == EAGAIN || errno == EINTR ||
+	        (c->ssl != NULL &&
+	            SSL_get_error(c->ssl, (int)n) == SSL_ERROR_WANT_WRITE))) {
+		ERR_clear_error();
+		c->want_write = 1;
+		return CONN_AGAIN;
+	}
+	ERR_clear_error();
+	log_error("%s: sendfile at %llu: %s", c->peer, (unsigned long long)off,
+	    n == 0 ? "file shrank" : strerror(errno));
+	return CONN_ERROR;
+}
+
 static void linger_read(struct conn *c)
 {
 	char buf[4096];

@@ -504,23 +504,6 @@ static int on_stream_close(
 
 enum { W_DONE, W_AGAIN, W_ERROR };
 
-static int tls_write(struct conn *c)
-{
-	int n, e;
-
-	ERR_clear_error();
-	n = SSL_write(c->ssl, c->wbuf + c->wpos, (int)(c->wlen - c->wpos));
-	if (n > 0) {
-		c->wpos += (size_t)n;
-		return W_DONE;
-	}
-	e = SSL_get_error(c->ssl, n);
-	if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ)
-		return W_AGAIN;
-	c->tls_failed = 1;
-	return W_ERROR;
-}
-
 static void seg_done(struct conn *c)
 {
 	struct h2 *h = c->h2;
@@ -540,9 +523,11 @@ static int write_packed(struct conn *c)
 
 	for (;;) {
 		if (c->wpos < c->wlen) {
-			int w = tls_write(c);
-			if (w != W_DONE)
-				return w;
+			ssize_t n = conn_send(
+			    c, c->wbuf + c->wpos, c->wlen - c->wpos, 0);
+			if (n < 0)
+				return n == CONN_AGAIN ? W_AGAIN : W_ERROR;
+			c->wpos += (size_t)n;
 			continue;
 		}
 		if (h->opos == h->olen && h->nsegs == 0)
@@ -590,18 +575,10 @@ static int write_ktls(struct conn *c)
 		if (g == NULL && h->opos == h->olen)
 			return W_DONE;
 		if (g != NULL && h->opos == g->at) {
-			ERR_clear_error();
-			errno = 0;
-			n = SSL_sendfile(c->ssl, g->s->r.fd, (off_t)g->off,
-			    (size_t)g->len, 0);
-			if (n <= 0) {
-				if (n < 0 &&
-				    (errno == EAGAIN || errno == EINTR))
-					return W_AGAIN;
-				log_error("%s: h2 sendfile: %s", c->peer,
-				    n == 0 ? "file shrank" : strerror(errno));
-				return W_ERROR;
-			}
+			n = conn_sendfile(
+			    c, g->s->r.fd, g->off, (size_t)g->len);
+			if (n < 0)
+				return n == CONN_AGAIN ? W_AGAIN : W_ERROR;
 			g->off += (uint64_t)n;
 			g->len -= (uint64_t)n;
 			if (g->len == 0)
@@ -611,11 +588,10 @@ static int write_ktls(struct conn *c)
 		/* up to a frame header: end the record; the header: more */
 		size_t upto = g ? (h->opos < g->hdr_at ? g->hdr_at : g->at)
 		                : h->olen;
-		n = sys_send(c->fd, h->obuf + h->opos, upto - h->opos,
+		n = conn_send(c, h->obuf + h->opos, upto - h->opos,
 		    g != NULL && upto == g->at);
 		if (n < 0)
-			return errno == EAGAIN || errno == EINTR ? W_AGAIN
-			                                         : W_ERROR;
+			return n == CONN_AGAIN ? W_AGAIN : W_ERROR;
 		h->opos += (size_t)n;
 	}
 }

@@ -377,6 +377,8 @@ void conn_wait(struct conn *, short what);
 void conn_sleep(struct conn *);
 void conn_deadline(struct conn *, long seconds);
 ssize_t conn_recv(struct conn *, void *buf, size_t len);
+ssize_t conn_send(struct conn *, const void *buf, size_t len, int more);
+ssize_t conn_sendfile(struct conn *, int fd, uint64_t off, size_t len);
 int64_t conn_now_us(struct conn *);
 
 /* tls.c */
@@ -396,7 +398,6 @@ void tls_ktls_probe(struct config *);
 /* http1.c */
 void h1_read(struct conn *);
 void h1_write(struct conn *);
-void h1_begin(struct conn *);
 
 /* proxy.c */
 int proxy_parse(const unsigned char *buf, size_t len,
