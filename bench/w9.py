@@ -31,26 +31,33 @@ def streamer(srv, stop):
         kt.curl(srv, "/slow/big", check=False, timeout=60)
 
 
-def run(root, threads, seconds, streams):
+def hot_loop(c, streamers, seconds):
+    """1 KiB over keep-alive connection c as fast as answers come, while
+    the streamers run; returns each request's latency."""
     lat = []
+    c.send(kt.request("/hot.txt"))
+    c.read_response()
+    for t in streamers:
+        t.start()
+    time.sleep(0.2)
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        t0 = time.monotonic()
+        c.send(kt.request("/hot.txt"))
+        r = c.read_response()
+        lat.append(time.monotonic() - t0)
+        assert r.status == 200 and len(r.body) == 1024
+    return lat
+
+
+def run(root, threads, seconds, streams):
     with kt.Server(kt.site(), vhost_a=dict(root=str(root)), workers=1,
                    aio_threads=threads, log_level="warn",
                    keepalive_requests=100000000) as srv:
         stop = threading.Event()
         ts = [threading.Thread(target=streamer, args=(srv, stop)) for _ in range(streams)]
         with srv.connect() as c:
-            c.send(kt.request("/hot.txt"))
-            c.read_response()
-            for t in ts:
-                t.start()
-            time.sleep(0.2)
-            end = time.monotonic() + seconds
-            while time.monotonic() < end:
-                t0 = time.monotonic()
-                c.send(kt.request("/hot.txt"))
-                r = c.read_response()
-                lat.append(time.monotonic() - t0)
-                assert r.status == 200 and len(r.body) == 1024
+            lat = hot_loop(c, ts, seconds)
         stop.set()
         for t in ts:
             t.join()
@@ -102,18 +109,7 @@ def run_nginx(root, aio, seconds, streams, site):
             return
         ts = [threading.Thread(target=stream) for _ in range(streams)]
         with kt.Conn(kt.tls_socket(port, None)) as c:
-            c.send(kt.request("/hot.txt", host="a.test"))
-            c.read_response()
-            for t in ts:
-                t.start()
-            time.sleep(0.2)
-            end = time.monotonic() + seconds
-            while time.monotonic() < end:
-                t0 = time.monotonic()
-                c.send(kt.request("/hot.txt", host="a.test"))
-                r = c.read_response()
-                lat.append(time.monotonic() - t0)
-                assert r.status == 200 and len(r.body) == 1024
+            lat = hot_loop(c, ts, seconds)
         stop.set()
         for t in ts:
             t.join()
