@@ -47,6 +47,7 @@ static cfg_opt_t location_opts[] = {
 	CFG_BOOL("gzip", cfg_false, CFGF_NODEFAULT),
 	CFG_BOOL("gzip_static", cfg_false, CFGF_NODEFAULT),
 	CFG_BOOL("metrics", cfg_false, CFGF_NONE),
+	CFG_BOOL("health", cfg_false, CFGF_NONE), /* health.c */
 	CFG_STR_LIST("allow", NULL, CFGF_NODEFAULT),
 	CFG_BOOL("autoindex", cfg_false, CFGF_NODEFAULT),
 	CFG_STR_LIST("error_page", NULL, CFGF_NODEFAULT),
@@ -101,6 +102,9 @@ static cfg_opt_t root_opts[] = {
 	CFG_INT("keepalive_timeout", KT_DEF_KEEPALIVE_TIMEOUT, CFGF_NONE),
 	CFG_INT("send_timeout", KT_DEF_SEND_TIMEOUT, CFGF_NONE),
 	CFG_INT("shutdown_timeout", KT_DEF_SHUTDOWN_TIMEOUT, CFGF_NONE),
+	/* drain (health.c) */
+	CFG_INT("drain_timeout", KT_DEF_DRAIN_TIMEOUT, CFGF_NONE),
+	CFG_INT("drain_idle", KT_DEF_DRAIN_IDLE, CFGF_NONE),
 	CFG_BOOL("session_tickets", cfg_true, CFGF_NONE),
 	CFG_INT("session_cache", KT_DEF_SESSION_CACHE, CFGF_NONE),
 	CFG_INT("session_timeout", KT_DEF_SESSION_TIMEOUT, CFGF_NONE),
@@ -148,6 +152,8 @@ static const struct {
 	N(keepalive_timeout, 0, 86400),
 	N(send_timeout, 1, 86400),
 	N(shutdown_timeout, 0, 86400),
+	N(drain_timeout, 0, 86400), /* drain (health.c) */
+	N(drain_idle, 0, 86400),
 	N(session_cache, 0, 10000000),
 	N(session_timeout, 1, 86400 * 7),
 	N(http2_max_streams, 1, 10000),
@@ -652,6 +658,7 @@ static int location_fill(
 	src = loc && cfg_size(loc, "gzip_static") ? loc : srv;
 	l->gzip_static = cfg_getbool(src, "gzip_static");
 	l->metrics = loc ? cfg_getbool(loc, "metrics") : 0;
+	l->health = loc ? cfg_getbool(loc, "health") : 0;
 	src = loc && cfg_size(loc, "autoindex") ? loc : srv;
 	l->autoindex = cfg_getbool(src, "autoindex");
 	src = loc && cfg_size(loc, "error_page") ? loc : srv;
@@ -932,10 +939,11 @@ struct config *config_load(const char *path)
 		"keepalive_requests", "max_ranges", "open_file_cache",
 		"access_log_buffer", "aio_threads", "aio_queue", "aio_chunk",
 		"handshake_timeout", "header_timeout", "keepalive_timeout",
-		"send_timeout", "shutdown_timeout", "session_cache",
-		"session_timeout", "http2_max_streams", "http2_reset_burst",
-		"http2_reset_rate", "gzip_min_size", "gzip_max_size",
-		"gzip_level", "gzip_cache_size", NULL };
+		"send_timeout", "shutdown_timeout", "drain_timeout",
+		"drain_idle", "session_cache", "session_timeout",
+		"http2_max_streams", "http2_reset_burst", "http2_reset_rate",
+		"gzip_min_size", "gzip_max_size", "gzip_level",
+		"gzip_cache_size", NULL };
 	struct config *cfg = NULL;
 	cfg_t *root = cfg_init(root_opts, CFGF_NONE);
 	int r;

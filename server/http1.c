@@ -439,7 +439,8 @@ static void request(struct conn *c, size_t len, int status)
 	/* after a malformed request we cannot trust where the next starts */
 	if (r->has_body || r->status == 400 || r->status == 414 ||
 	    r->status == 431 || r->status == 501 || r->status == 505 ||
-	    c->w->stopping || c->nreq >= (unsigned)c->cfg->keepalive_requests ||
+	    c->w->stopping || health_failing() ||
+	    c->nreq >= (unsigned)c->cfg->keepalive_requests ||
 	    c->cfg->keepalive_timeout == 0)
 		c->keepalive = 0;
 	respond(c);

@@ -663,6 +663,11 @@ static void h2_next(struct conn *c, int w)
 			conn_finish(c, 1);
 			return;
 		}
+		if (health_failing() && /* draining: after a stream, GOAWAY */
+		    nghttp2_session_get_last_proc_stream_id(h->ng) > 0) {
+			h2_shutdown(c);
+			return;
+		}
 		conn_deadline(c, c->cfg->keepalive_timeout);
 		free(c->wbuf); /* idle: hold no buffers */
 		c->wbuf = NULL;

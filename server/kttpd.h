@@ -30,14 +30,18 @@
 #define KT_DEF_KEEPALIVE_TIMEOUT  75
 #define KT_DEF_SEND_TIMEOUT       60
 #define KT_DEF_SHUTDOWN_TIMEOUT   30
-#define KT_DEF_SESSION_CACHE      20480
-#define KT_DEF_SESSION_TIMEOUT    3600
-#define KT_DEF_H2_MAX_STREAMS     100
-#define KT_DEF_H2_RESET_BURST     200 /* RST_STREAM bucket, then GOAWAY */
-#define KT_DEF_H2_RESET_RATE      33  /* ... refilled per second */
-#define KT_DEF_AIO_THREADS        2   /* readahead threads; 0: off */
-#define KT_DEF_AIO_QUEUE          256 /* cold chunks waiting, all workers */
-#define KT_DEF_AIO_CHUNK          (2 << 20) /* one readahead, bytes */
+/* drain (health.c): SIGUSR2 fails the health endpoint, then stops */
+#define KT_DEF_DRAIN_TIMEOUT   30  /* s, longest drain */
+#define KT_DEF_DRAIN_IDLE      5   /* s idle that ends a drain early */
+#define KT_DRAIN_TICK_MS       100 /* main's idle test while draining */
+#define KT_DEF_SESSION_CACHE   20480
+#define KT_DEF_SESSION_TIMEOUT 3600
+#define KT_DEF_H2_MAX_STREAMS  100
+#define KT_DEF_H2_RESET_BURST  200       /* RST_STREAM bucket, then GOAWAY */
+#define KT_DEF_H2_RESET_RATE   33        /* ... refilled per second */
+#define KT_DEF_AIO_THREADS     2         /* readahead threads; 0: off */
+#define KT_DEF_AIO_QUEUE       256       /* cold chunks waiting, all workers */
+#define KT_DEF_AIO_CHUNK       (2 << 20) /* one readahead, bytes */
 
 /* Fixed limits: sizes of structures, not policy. */
 #define KT_MAX_WORKERS     256
@@ -76,6 +80,7 @@ struct location {
 	char *cache_control;
 	long expires;
 	int metrics;     /* this location answers with the metrics */
+	int health;      /* answers 200, or 503 while draining (health.c) */
 	int autoindex;   /* list a directory that has no index file */
 	struct errpage { /* custom error pages: status -> path */
 		int status;
@@ -133,6 +138,7 @@ struct config {
 	long access_log_buffer; /* bytes per worker; 0: a write per line */
 	long handshake_timeout, header_timeout, keepalive_timeout;
 	long send_timeout, shutdown_timeout;
+	long drain_timeout, drain_idle; /* health.c: SIGUSR2 drain */
 	int session_tickets;
 	long session_cache, session_timeout;
 	long http2_max_streams, http2_reset_burst, http2_reset_rate;
@@ -266,6 +272,8 @@ struct metrics {
 	/* body chunks not in memory: sent to the I/O threads, or sent
 	 * blocking because the queue was full; waits and their time */
 	_Atomic uint64_t aio_cold, aio_full, aio_done, aio_wait_us;
+	_Atomic uint64_t health[2]; /* health checks answered: [0] 200, [1] 503
+	                             */
 };
 #define METRIC_ADD(m, field, n)                                                \
 	atomic_store_explicit(&(m)->field,                                     \
@@ -361,6 +369,7 @@ extern atomic_long kt_nconns; /* open connections, all workers */
 int worker_start_all(struct config *);
 void worker_reload_all(struct config *);
 void worker_stop_all(void);
+void worker_drain_all(void);
 void worker_flush_logs(void);
 void worker_join_all(void);
 const char *worker_date(struct worker *);
@@ -408,6 +417,14 @@ int h2_start(struct conn *);
 void h2_io(struct conn *, short what);
 void h2_shutdown(struct conn *);
 void h2_free(struct conn *);
+
+/* health.c */
+int health_failing(void);
+void health_fail(void);
+void health_serve(struct conn *, struct request *);
+void health_drain_begin(void);
+int health_drain_over(const struct config *);
+void health_drain_worker(struct worker *);
 
 /* request.c */
 void req_dispatch(struct conn *, struct request *);

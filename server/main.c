@@ -1,7 +1,8 @@
 /*
  * main.c: command line, start-up (config, kTLS probe, listening sockets,
  * pid file, privilege drop, workers) and the signal loop: HUP reloads,
- * USR1 reopens logs, TERM and INT stop gracefully.
+ * USR1 reopens logs, USR2 drains then stops (health.c), TERM and INT
+ * stop gracefully, failing the health endpoint first.
  */
 #define _GNU_SOURCE
 #include "kttpd.h"
@@ -111,6 +112,7 @@ static struct config *reload(struct config *cur)
 /* Signals arrive here only: every thread blocks them, main waits. */
 static int signal_loop(struct config *cfg)
 {
+	const struct timespec tick = { 0, KT_DRAIN_TICK_MS * 1000000L };
 	sigset_t set;
 	int sig;
 
@@ -119,9 +121,15 @@ static int signal_loop(struct config *cfg)
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGUSR1);
+	sigaddset(&set, SIGUSR2);
 	for (;;) {
-		if (sigwait(&set, &sig) != 0)
+		/* draining: wake every tick to see whether the drain is over */
+		if (health_failing())
+			sig = sigtimedwait(&set, NULL, &tick);
+		else if (sigwait(&set, &sig) != 0)
 			continue;
+		if (sig < 0 && health_drain_over(cfg))
+			break;
 		if (sig == SIGHUP)
 			cfg = reload(cfg);
 		else if (sig == SIGUSR1) {
@@ -129,11 +137,17 @@ static int signal_loop(struct config *cfg)
 			                      */
 			log_reopen();
 			log_info("logs reopened");
-		} else
+		} else if (sig == SIGUSR2 && !health_failing()) {
+			log_info("draining: health checks fail now; serving "
+			         "for up to %lds (idle %lds ends it sooner)",
+			    cfg->drain_timeout, cfg->drain_idle);
+			health_drain_begin();
+		} else if (sig == SIGTERM || sig == SIGINT)
 			break;
 	}
-	log_info("%s: stopping; in-flight responses get %lds", strsignal(sig),
-	    cfg->shutdown_timeout);
+	health_fail(); /* the balancer sees 503 while responses finish */
+	log_info("%s: stopping; in-flight responses get %lds",
+	    sig < 0 ? "drain over" : strsignal(sig), cfg->shutdown_timeout);
 	worker_stop_all();
 	worker_join_all();
 	if (*cfg->pid_file)
@@ -189,6 +203,7 @@ int main(int argc, char **argv)
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGUSR1);
+	sigaddset(&set, SIGUSR2);
 	pthread_sigmask(SIG_BLOCK, &set, NULL); /* workers inherit the mask */
 	if (aio_start(cfg) < 0 || worker_start_all(cfg) < 0)
 		return 1;

@@ -259,6 +259,16 @@ void metrics_serve(struct conn *c, struct request *r)
 	    "kttpd_aio_wait_seconds_count %llu\n",
 	    aio_depth(), (double)LOAD(m.aio_wait_us) / 1e6,
 	    (unsigned long long)LOAD(m.aio_done));
+	out(&t, /* health.c: a node's traffic is requests less these */
+	    "# HELP kttpd_health_checks_total Health endpoint answers.\n"
+	    "# TYPE kttpd_health_checks_total counter\n"
+	    "kttpd_health_checks_total{status=\"200\"} %llu\n"
+	    "kttpd_health_checks_total{status=\"503\"} %llu\n"
+	    "# HELP kttpd_draining 1 from the start of a drain or stop.\n"
+	    "# TYPE kttpd_draining gauge\n"
+	    "kttpd_draining %d\n",
+	    (unsigned long long)LOAD(m.health[0]),
+	    (unsigned long long)LOAD(m.health[1]), health_failing());
 	if (sys_tls_stat(&ts) == 0) {
 		const struct {
 			const char *name;

@@ -87,6 +87,8 @@ void req_dispatch(struct conn *c, struct request *r)
 		r->status = 403;
 	else if (r->loc->metrics)
 		metrics_serve(c, r);
+	else if (r->loc->health)
+		health_serve(c, r);
 	else
 		file_serve(r, buf, query);
 	free(buf);

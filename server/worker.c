@@ -2,7 +2,7 @@
  * worker.c: worker threads. Each owns an event_base, its connections and
  * one SO_REUSEPORT socket per address, so nothing on the request path is
  * shared or locked. The main thread talks to a worker through a pipe:
- * 'r' take the new config, 's' stop.
+ * 'r' take the new config, 's' stop, 'd' drain (health.c).
  */
 #define _GNU_SOURCE
 #include "kttpd.h"
@@ -181,7 +181,9 @@ static void cmd_cb(evutil_socket_t fd, short what, void *arg)
 		conn_reload(w);
 		config_unref(old);
 		atomic_fetch_add(&acks, 1);
-	} else if (cmd == 's' && !w->stopping) {
+	} else if (cmd == 'd')
+		health_drain_worker(w);
+	else if (cmd == 's' && !w->stopping) {
 		struct timeval tv = { w->cfg->shutdown_timeout, 0 };
 		w->stopping = 1;
 		accepting(w, 0);
@@ -317,6 +319,11 @@ void worker_flush_logs(void)
 void worker_stop_all(void)
 {
 	tell('s');
+}
+
+void worker_drain_all(void)
+{
+	tell('d');
 }
 
 void worker_join_all(void)
