@@ -63,6 +63,7 @@ run: deps-build
 # ASan+UBSan build (any sanitizer report fails), and the external suites.
 SAN_FLAGS = -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer
 SUITES   ?= --suite tests/ktls/run-suite \
+            --suite tests/cluster/run-suite \
             --suite "tests/offload/run-offload-tests $(BUILD)/tests/ulp_probe" \
             --suite "tests/fuzz/run.sh $(BUILD)/fuzz $(CHECK_FUZZ_TIME) $(FUZZ_TARGETS)" \
             --suite "$(PYTHON) tests/soak/soak.py --time $(CHECK_SOAK_TIME) --bin $(BUILD)/kttpd"
@@ -98,6 +99,14 @@ check-ktls: deps-check
 	@$(MAKE) --no-print-directory all
 	@tests/ktls/run-suite
 # ---- end check-ktls ----
+
+# ---- check-cluster: tests/cluster/ (HAProxy + three nodes in network
+# namespaces; see README.md, "Running a fleet") ----
+.PHONY: check-cluster
+check-cluster: deps-check
+	@$(MAKE) --no-print-directory all
+	@tests/cluster/run-suite
+# ---- end check-cluster ----
 
 # tests/offload/: the NIC offload scripts against a veth that cannot
 # offload, and the TLS ULP placement probe (issue 7)
