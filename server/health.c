@@ -41,7 +41,7 @@ void health_serve(struct conn *c, struct request *r)
 	size_t len = fail ? sizeof(down) - 1 : sizeof(ok) - 1;
 	char *body = malloc(len);
 
-	METRIC_ADD(&c->w->m, health[fail], 1);
+	(void)c;
 	if (body != NULL)
 		memcpy(body, text, len);
 	r->status = fail ? 503 : 200;

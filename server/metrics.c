@@ -48,6 +48,10 @@ void metrics_request(struct conn *c, struct request *r)
 	int b = 0;
 
 	METRIC_ADD(m, requests, 1);
+	/* counted with requests, so that one less the other is exact */
+	if (r->loc != NULL && r->loc->health &&
+	    (r->status == 200 || r->status == 503))
+		METRIC_ADD(m, health[r->status == 503], 1);
 	METRIC_ADD(m,
 	    status[r->status >= 100 && r->status < 600 ? r->status / 100 : 0],
 	    1);

@@ -168,3 +168,19 @@ def test_drain_options_checked():
         assert p.returncode != 0, f"-t accepted `{bad}`"
         where = f"{srv.conf_path}:{kt.line_of(srv.config, bad)}:"
         assert where in err, f"`{bad}`: stderr does not name {where}: {err!r}"
+
+
+def test_example_node_config_is_valid():
+    """conf/haproxy/kttpd-node.conf, with this machine's certificate and
+    root, passes -t (its addresses are only parsed, not bound)."""
+    import re
+    site = kt.site()
+    text = (kt.REPO / "conf" / "haproxy" / "kttpd-node.conf").read_text()
+    crt, key = site.certs["a.test"]
+    text = re.sub(r'"/etc/kttpd/[\w.-]+\.crt"', f'"{crt}"', text)
+    text = re.sub(r'"/etc/kttpd/[\w.-]+\.key"', f'"{key}"', text)
+    text = re.sub(r'"/srv/[\w.-]+"', f'"{site.root["a.test"]}"', text)
+    path = site.dir / "node.conf"
+    path.write_text(text)
+    p = subprocess.run([kt.BIN, "-t", "-c", str(path)], capture_output=True, timeout=10)
+    assert p.returncode == 0, f"kttpd-node.conf -t: {p.returncode}: {p.stderr.decode().strip()}"
