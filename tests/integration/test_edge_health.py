@@ -160,6 +160,19 @@ def test_sigterm_during_drain_stops_now():
         assert srv.stop(grace=5) == 0, "SIGTERM during a drain"
 
 
+def test_sigterm_fails_health_first():
+    """A health check in flight when SIGTERM arrives is answered 503."""
+    with server() as srv, srv.connect() as c:
+        c.send(b"GET /health HTTP/1.1\r\nHost: a.test\r\n")  # head not finished
+        time.sleep(0.2)
+        srv.signal(signal.SIGTERM)
+        time.sleep(0.3)
+        r = c.exchange(b"\r\n")
+        assert (r.status, r.body) == (503, b"draining\n"), f"health during the stop: {r.status} {r.body!r}"
+        assert r.get("connection", "").lower() == "close"
+        assert wait_exit(srv, 5) == 0, "kttpd did not stop after SIGTERM"
+
+
 def test_drain_options_checked():
     for bad in ("drain_timeout = -1", "drain_idle = 100000"):
         srv = kt.Server(kt.site(), start=False, raw_tail=bad)
