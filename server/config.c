@@ -939,11 +939,11 @@ struct config *config_load(const char *path)
 		"keepalive_requests", "max_ranges", "open_file_cache",
 		"access_log_buffer", "aio_threads", "aio_queue", "aio_chunk",
 		"handshake_timeout", "header_timeout", "keepalive_timeout",
-		"send_timeout", "shutdown_timeout", "drain_timeout",
-		"drain_idle", "session_cache", "session_timeout",
-		"http2_max_streams", "http2_reset_burst", "http2_reset_rate",
-		"gzip_min_size", "gzip_max_size", "gzip_level",
-		"gzip_cache_size", NULL };
+		"send_timeout", "shutdown_timeout", "session_cache",
+		"session_timeout", "http2_max_streams", "http2_reset_burst",
+		"http2_reset_rate", "gzip_min_size", "gzip_max_size",
+		"gzip_level", "gzip_cache_size", "drain_timeout", "drain_idle",
+		/* health.c */ NULL };
 	struct config *cfg = NULL;
 	cfg_t *root = cfg_init(root_opts, CFGF_NONE);
 	int r;

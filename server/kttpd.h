@@ -30,18 +30,19 @@
 #define KT_DEF_KEEPALIVE_TIMEOUT  75
 #define KT_DEF_SEND_TIMEOUT       60
 #define KT_DEF_SHUTDOWN_TIMEOUT   30
+#define KT_DEF_SESSION_CACHE      20480
+#define KT_DEF_SESSION_TIMEOUT    3600
+#define KT_DEF_H2_MAX_STREAMS     100
+#define KT_DEF_H2_RESET_BURST     200 /* RST_STREAM bucket, then GOAWAY */
+#define KT_DEF_H2_RESET_RATE      33  /* ... refilled per second */
+#define KT_DEF_AIO_THREADS        2   /* readahead threads; 0: off */
+#define KT_DEF_AIO_QUEUE          256 /* cold chunks waiting, all workers */
+#define KT_DEF_AIO_CHUNK          (2 << 20) /* one readahead, bytes */
+
 /* drain (health.c): SIGUSR2 fails the health endpoint, then stops */
-#define KT_DEF_DRAIN_TIMEOUT   30  /* s, longest drain */
-#define KT_DEF_DRAIN_IDLE      5   /* s idle that ends a drain early */
-#define KT_DRAIN_TICK_MS       100 /* main's idle test while draining */
-#define KT_DEF_SESSION_CACHE   20480
-#define KT_DEF_SESSION_TIMEOUT 3600
-#define KT_DEF_H2_MAX_STREAMS  100
-#define KT_DEF_H2_RESET_BURST  200       /* RST_STREAM bucket, then GOAWAY */
-#define KT_DEF_H2_RESET_RATE   33        /* ... refilled per second */
-#define KT_DEF_AIO_THREADS     2         /* readahead threads; 0: off */
-#define KT_DEF_AIO_QUEUE       256       /* cold chunks waiting, all workers */
-#define KT_DEF_AIO_CHUNK       (2 << 20) /* one readahead, bytes */
+#define KT_DEF_DRAIN_TIMEOUT 30  /* s, longest drain */
+#define KT_DEF_DRAIN_IDLE    5   /* s idle that ends a drain early */
+#define KT_DRAIN_TICK_MS     100 /* main's idle test while draining */
 
 /* Fixed limits: sizes of structures, not policy. */
 #define KT_MAX_WORKERS     256
@@ -272,8 +273,7 @@ struct metrics {
 	/* body chunks not in memory: sent to the I/O threads, or sent
 	 * blocking because the queue was full; waits and their time */
 	_Atomic uint64_t aio_cold, aio_full, aio_done, aio_wait_us;
-	_Atomic uint64_t health[2]; /* health checks answered: [0] 200, [1] 503
-	                             */
+	_Atomic uint64_t health[2]; /* health checks: [0] 200, [1] 503 */
 };
 #define METRIC_ADD(m, field, n)                                                \
 	atomic_store_explicit(&(m)->field,                                     \
