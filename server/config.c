@@ -943,7 +943,7 @@ struct config *config_load(const char *path)
 		"session_timeout", "http2_max_streams", "http2_reset_burst",
 		"http2_reset_rate", "gzip_min_size", "gzip_max_size",
 		"gzip_level", "gzip_cache_size", "drain_timeout", "drain_idle",
-		/* health.c */ NULL };
+		NULL };
 	struct config *cfg = NULL;
 	cfg_t *root = cfg_init(root_opts, CFGF_NONE);
 	int r;
