@@ -116,8 +116,12 @@ class H2:
         import h2.config
         import h2.connection
         self.sock = sock
+        import h2.settings
         self.conn = h2.connection.H2Connection(
             h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
+        # a 16 MiB stream window: a 1 MiB body needs no WINDOW_UPDATE round trips
+        self.conn.local_settings = h2.settings.Settings(
+            client=True, initial_values={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 1 << 24})
         self.conn.initiate_connection()
         self.conn.increment_flow_control_window(1 << 24)
         self.goaway = None
