@@ -68,6 +68,7 @@ struct h2 {
 	unsigned empty_data; /* empty DATA frames without END_STREAM */
 	double reset_tokens; /* rapid reset bucket, refilled over time */
 	int64_t reset_us;
+	struct h2ids ids; /* stream ids opened: lower new ones are errors */
 };
 
 /* Which request span each slot fills. */
@@ -129,6 +130,21 @@ static void stream_free(struct conn *c, struct stream *s)
 }
 
 /* ---- nghttp2 callbacks: requests in ---- */
+
+/* Every frame header, before nghttp2 acts on it: HEADERS that would open
+ * a stream below one already opened get GOAWAY PROTOCOL_ERROR (nghttp2
+ * alone ignores them and the client waits forever). */
+static int on_begin_frame(
+    nghttp2_session *ng, const nghttp2_frame_hd *hd, void *arg)
+{
+	struct conn *c = arg;
+
+	if (hd->type == NGHTTP2_HEADERS &&
+	    h2ids_check(&c->h2->ids, hd->stream_id,
+	        nghttp2_session_find_stream(ng, hd->stream_id) != NULL) < 0)
+		nghttp2_session_terminate_session(ng, NGHTTP2_PROTOCOL_ERROR);
+	return 0;
+}
 
 static int on_begin_headers(
     nghttp2_session *ng, const nghttp2_frame *f, void *arg)
@@ -717,6 +733,8 @@ int h2_start(struct conn *c)
 	    nghttp2_option_new(&opt) != 0)
 		goto fail;
 	TAILQ_INIT(&h->streams);
+	nghttp2_session_callbacks_set_on_begin_frame_callback(
+	    cb, on_begin_frame);
 	nghttp2_session_callbacks_set_on_begin_headers_callback(
 	    cb, on_begin_headers);
 	nghttp2_session_callbacks_set_on_header_callback(cb, on_header);

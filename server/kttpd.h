@@ -412,6 +412,14 @@ void h1_write(struct conn *);
 int proxy_parse(const unsigned char *buf, size_t len,
     struct sockaddr_storage *src, size_t *used);
 
+/* h2ids.c: client stream ids opened (RFC 9113 5.1.1) */
+#define H2IDS_WINDOW 256 /* ids below the highest remembered exactly */
+struct h2ids {
+	int32_t max; /* highest stream id opened, 0: none */
+	uint64_t seen[H2IDS_WINDOW / 64];
+};
+int h2ids_check(struct h2ids *, int32_t id, int open);
+
 /* http2.c */
 int h2_start(struct conn *);
 void h2_io(struct conn *, short what);

@@ -228,6 +228,11 @@ int tls_vhost_setup(struct config *cfg, struct vhost *vh, void *sec)
 		SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticket_cb);
 	else
 		SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+	/* TLS 1.3 sends two NewSessionTickets by default, stateful ones
+	 * under SSL_OP_NO_TICKET; with no cache and no tickets they can
+	 * never resume anything: send none */
+	if (!cfg->session_tickets && cfg->session_cache == 0)
+		SSL_CTX_set_num_tickets(ctx, 0);
 	return 0;
 }
 

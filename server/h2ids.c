@@ -1,0 +1,53 @@
+/*
+ * h2ids.c: which client stream ids an HTTP/2 connection has opened, so
+ * that HEADERS opening a stream below one already opened is a connection
+ * error (RFC 9113 5.1.1: opening a stream implicitly closes every idle
+ * stream with a lower id; such an id is "unexpected": PROTOCOL_ERROR).
+ *
+ * nghttp2 ignores these HEADERS by design (it keeps no record of old
+ * ids), and the client waits for an answer that never comes. Client ids
+ * rise, so a window of bits below the highest id opened tells the ids
+ * that were opened (trailers on them, or frames racing our RST_STREAM,
+ * stay nghttp2's business) from those skipped over (never opened: an
+ * error). Below the window an id with no stream in nghttp2 is taken as
+ * never opened: only trailers sent after H2IDS_WINDOW newer streams, on
+ * a stream we reset, would be refused wrongly.
+ */
+#include "kttpd.h"
+
+#include <string.h>
+
+/* HEADERS on stream id; open: nghttp2 still has a stream for it. */
+int h2ids_check(struct h2ids *t, int32_t id, int open)
+{
+	uint32_t d, words = H2IDS_WINDOW / 64;
+
+	if (id <= 0 || (id & 1) == 0)
+		return -1; /* clients open odd ids; we never push */
+	if (id > t->max) {
+		d = (uint32_t)(id - t->max) / 2;
+		if (t->max == 0 || d >= H2IDS_WINDOW)
+			memset(t->seen, 0, sizeof(t->seen));
+		else /* shift the window up by d ids */
+			for (uint32_t i = words; i-- > 0;) {
+				uint32_t from = i - d / 64, bit = d % 64;
+				uint64_t v = 0;
+				if (d / 64 <= i) {
+					v = t->seen[from] << bit;
+					if (bit && from > 0)
+						v |= t->seen[from - 1] >>
+						    (64 - bit);
+				}
+				t->seen[i] = v;
+			}
+		t->seen[0] |= 1; /* bit k: id max - 2k was opened */
+		t->max = id;
+		return 0;
+	}
+	if (open)
+		return 0;
+	d = (uint32_t)(t->max - id) / 2;
+	if (d < H2IDS_WINDOW && (t->seen[d / 64] >> (d % 64) & 1))
+		return 0;
+	return -1;
+}
