@@ -51,6 +51,10 @@ static cfg_opt_t location_opts[] = {
 	CFG_STR_LIST("allow", NULL, CFGF_NODEFAULT),
 	CFG_BOOL("autoindex", cfg_false, CFGF_NODEFAULT),
 	CFG_STR_LIST("error_page", NULL, CFGF_NODEFAULT),
+	/* issue 15: add_header (inherited only when a location has none)
+	 * and return (a location's redirect) */
+	CFG_STR_LIST("add_header", NULL, CFGF_NODEFAULT),
+	CFG_STR("return", NULL, CFGF_NODEFAULT),
 	CFG_END(),
 };
 
@@ -68,6 +72,9 @@ static cfg_opt_t server_opts[] = {
 	CFG_STR_LIST("allow", NULL, CFGF_NODEFAULT),
 	CFG_BOOL("autoindex", cfg_false, CFGF_NONE),
 	CFG_STR_LIST("error_page", NULL, CFGF_NODEFAULT),
+	/* issue 15: add_header; plain HTTP redirected to https */
+	CFG_STR_LIST("add_header", NULL, CFGF_NODEFAULT),
+	CFG_BOOL("https_redirect", cfg_false, CFGF_NONE),
 	CFG_SEC("location", location_opts,
 	    CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
 	CFG_END(),
@@ -486,6 +493,34 @@ static int v_error_page(cfg_t *cfg, cfg_opt_t *opt)
 	return 0;
 }
 
+/* issue 15: add_header = { "Name: value [always]", ... } */
+static int v_add_header(cfg_t *cfg, cfg_opt_t *opt)
+{
+	unsigned n = cfg_opt_size(opt);
+	const char *list[KT_ADD_HEADERS_MAX + 1];
+	char err[320];
+
+	for (unsigned i = 0; i < n && i <= KT_ADD_HEADERS_MAX; i++)
+		list[i] = cfg_opt_getnstr(opt, i);
+	if (headers_check(list, (int)n, err, sizeof(err)) < 0) {
+		cfg_error(cfg, "%s", err);
+		return -1;
+	}
+	return 0;
+}
+
+/* issue 15: return = "301 https://example.com$request_uri" */
+static int v_return(cfg_t *cfg, cfg_opt_t *opt)
+{
+	char err[320];
+
+	if (redirect_check(cfg_opt_getnstr(opt, 0), err, sizeof(err)) < 0) {
+		cfg_error(cfg, "%s", err);
+		return -1;
+	}
+	return 0;
+}
+
 static int v_location(cfg_t *cfg, cfg_opt_t *opt)
 {
 	cfg_t *loc = cfg_opt_getnsec(opt, cfg_opt_size(opt) - 1);
@@ -676,6 +711,19 @@ static int location_fill(
 				return -1;
 		}
 	}
+	/* issue 15: a location with add_header lists has only its own */
+	src = loc && cfg_size(loc, "add_header") ? loc : srv;
+	if (cfg_size(src, "add_header") > 0) {
+		const char *list[KT_ADD_HEADERS_MAX];
+		unsigned n = cfg_size(src, "add_header");
+		for (unsigned i = 0; i < n && i < KT_ADD_HEADERS_MAX; i++)
+			list[i] = cfg_getnstr(src, "add_header", i);
+		if ((l->headers = headers_new(list, (int)n)) == NULL)
+			return -1;
+	}
+	if (loc && cfg_size(loc, "return") &&
+	    (l->ret = redirect_new(cfg_getstr(loc, "return"))) == NULL)
+		return -1;
 	src = loc && cfg_size(loc, "allow") ? loc : srv;
 	if ((l->nallow = (int)cfg_size(src, "allow")) > 0) {
 		char err[256];
@@ -694,6 +742,31 @@ static int by_prefix_len(const void *a, const void *b)
 	const struct location *x = a, *y = b;
 
 	return (int)y->prefix_len - (int)x->prefix_len;
+}
+
+/* issue 15: https_redirect goes to the server's first tls port (443
+ * is left out of the URL; no tls listener here: 443, a balancer's) */
+static struct redirect *https_redirect(cfg_t *srv)
+{
+	char spec[64], err[256];
+	struct listen_addr la;
+	int port = 443, def;
+
+	for (unsigned i = 0; i < cfg_size(srv, "listen"); i++)
+		if (parse_listen(cfg_getnstr(srv, "listen", i), &la, &def, err,
+		        sizeof(err)) == 0 &&
+		    la.tls) {
+			port = ntohs(la.ss.ss_family == AF_INET6
+			        ? ((struct sockaddr_in6 *)&la.ss)->sin6_port
+			        : ((struct sockaddr_in *)&la.ss)->sin_port);
+			break;
+		}
+	if (port == 443)
+		snprintf(spec, sizeof(spec), "301 https://$host$request_uri");
+	else
+		snprintf(spec, sizeof(spec), "301 https://$host:%d$request_uri",
+		    port);
+	return redirect_new(spec);
 }
 
 static int vhost_build(struct config *cfg, struct vhost *vh, cfg_t *srv)
@@ -725,6 +798,9 @@ static int vhost_build(struct config *cfg, struct vhost *vh, cfg_t *srv)
 	    location_fill(&vh->locs[vh->nlocs++], "/", srv, NULL) < 0)
 		return -1;
 	qsort(vh->locs, (size_t)vh->nlocs, sizeof(*vh->locs), by_prefix_len);
+	if (cfg_getbool(srv, "https_redirect") &&
+	    (vh->https_redirect = https_redirect(srv)) == NULL)
+		return -1;
 	if (cfg_size(srv, "tls") > 0)
 		return tls_vhost_setup(cfg, vh, cfg_getsec(srv, "tls"));
 	return 0;
@@ -835,7 +911,10 @@ static void config_free(struct config *cfg)
 			for (int x = 0; x < l->nerrpages; x++)
 				free(l->errpages[x].path);
 			free(l->errpages);
+			headers_free(l->headers);
+			redirect_free(l->ret);
 		}
+		redirect_free(vh->https_redirect);
 		tls_ctx_free(vh->ssl_ctx);
 		free(vh->tls_ciphers);
 		free(vh->tls_suites);
@@ -972,6 +1051,10 @@ struct config *config_load(const char *path)
 	cfg_set_validate_func(root, "server|location|allow", v_allow);
 	cfg_set_validate_func(root, "server|gzip", v_gzip);
 	cfg_set_validate_func(root, "server|location|gzip", v_gzip);
+	/* issue 15 */
+	cfg_set_validate_func(root, "server|add_header", v_add_header);
+	cfg_set_validate_func(root, "server|location|add_header", v_add_header);
+	cfg_set_validate_func(root, "server|location|return", v_return);
 
 	gzip_cache_set = 0;
 	r = parse_file(root, path);

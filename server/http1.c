@@ -370,6 +370,7 @@ static void respond(struct conn *c)
 		append(c->wbuf, cap, &n, "Allow: GET, HEAD\r\n");
 	if (r->location)
 		append(c->wbuf, cap, &n, "Location: %s\r\n", r->location);
+	n = headers_h1(c, r, c->wbuf, cap, n);
 	if (!c->keepalive)
 		append(c->wbuf, cap, &n, "Connection: close\r\n");
 	else if (r->http_minor == 0)

@@ -360,7 +360,7 @@ static void respond(struct conn *c, struct stream *s)
 {
 	struct request *r = &s->r;
 	char status[4], clen[24], lm[40], exp[40], crange[80];
-	nghttp2_nv nv[16];
+	nghttp2_nv nv[16 + KT_ADD_HEADERS_MAX];
 	size_t n = 0;
 	nghttp2_data_provider prd = { .source.ptr = s,
 		.read_callback = read_body };
@@ -411,6 +411,7 @@ static void respond(struct conn *c, struct stream *s)
 		add_header(nv, &n, "allow", "GET, HEAD");
 	if (r->location)
 		add_header(nv, &n, "location", r->location);
+	n += headers_h2(c, r, nv + n);
 	nghttp2_submit_response(c->h2->ng, s->id, nv, n, body ? &prd : NULL);
 }
 

@@ -56,6 +56,10 @@
 #define KT_LISTING_MAX     100000    /* names in one directory listing */
 #define KT_ERRPAGE_MAX     65536     /* a custom error page, read whole */
 #define KT_SENDFILE_CHUNK  (1 << 20) /* per sendfile() call, for fairness */
+/* add_header (issue 15): entries of one server or location, and their
+ * bytes ("Name: value\r\n" each), so that a response head still fits */
+#define KT_ADD_HEADERS_MAX   32
+#define KT_ADD_HEADERS_BYTES 4096
 
 struct config;
 struct vhost;
@@ -92,6 +96,9 @@ struct location {
 	int nallow;
 	int gzip;        /* on-the-fly gzip into the cache */
 	int gzip_static; /* precompressed .br / .gz siblings */
+	/* issue 15: add_header and return */
+	struct headers *headers; /* add_header: own, else the server's */
+	struct redirect *ret;    /* return = "301 target": answer with it */
 };
 
 struct vhost {
@@ -103,6 +110,7 @@ struct vhost {
 	void *ssl_ctx; /* SSL_CTX *, NULL without a tls section */
 	char *tls_ciphers, *tls_suites; /* applied when SNI picks us */
 	int http2;                      /* offer h2 in ALPN */
+	struct redirect *https_redirect; /* issue 15: plain HTTP -> https */
 	struct config *cfg;
 };
 
@@ -419,6 +427,21 @@ struct h2ids {
 	uint64_t seen[H2IDS_WINDOW / 64];
 };
 int h2ids_check(struct h2ids *, int32_t id, int open);
+
+/* headers.c: add_header */
+int headers_check(const char *const *list, int n, char *err, size_t errlen);
+struct headers *headers_new(const char *const *list, int n);
+void headers_free(struct headers *);
+size_t headers_h1(const struct conn *, const struct request *, char *out,
+    size_t cap, size_t n);
+size_t headers_h2(const struct conn *, const struct request *, void *nv);
+
+/* redirect.c: return and https_redirect */
+int redirect_check(const char *spec, char *err, size_t errlen);
+struct redirect *redirect_new(const char *spec);
+void redirect_free(struct redirect *);
+int redirect_apply(struct conn *, struct request *, struct span host,
+    struct span path, struct span query, const char *decoded);
 
 /* http2.c */
 int h2_start(struct conn *);

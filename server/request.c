@@ -81,7 +81,10 @@ void req_dispatch(struct conn *c, struct request *r)
 	st = path_decode(path.p, path.n, buf, path.n + 2);
 	if (st != 0)
 		r->status = st;
-	else if (r->loc = config_location(r->vh, buf), path_hidden(buf))
+	else if (r->loc = config_location(r->vh, buf),
+	    redirect_apply(c, r, host, path, query, buf))
+		; /* return / https_redirect: before allow, as nginx */
+	else if (path_hidden(buf))
 		r->status = 403; /* the location's error_page applies */
 	else if (!metrics_allowed(r->loc, (struct sockaddr *)&c->peer_ss))
 		r->status = 403;
@@ -182,6 +185,10 @@ const char *req_reason(int status)
 	case 200: return "OK";
 	case 206: return "Partial Content";
 	case 301: return "Moved Permanently";
+	case 302: return "Found";
+	case 303: return "See Other";
+	case 307: return "Temporary Redirect";
+	case 308: return "Permanent Redirect";
 	case 304: return "Not Modified";
 	case 400: return "Bad Request";
 	case 403: return "Forbidden";

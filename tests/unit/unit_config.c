@@ -588,6 +588,57 @@ static const struct {
 	                             "\t\tciphers = \"NOPE\"\n"
 	                             "\t} #]\n}\n",
 	    "ciphers" },
+	/* issue 15: add_header and return */
+	{ "add_header_no_colon", 0,
+	    SRV_OPEN LISTEN ROOT "\tadd_header = { \"X-A value\" } #<\n}\n",
+	    "Name: value" },
+	{ "add_header_bad_name", 0,
+	    SRV_OPEN LISTEN ROOT "\tadd_header = { \"X A: v\" } #<\n}\n",
+	    "token" },
+	{ "add_header_crlf_value", 0,
+	    SRV_OPEN LISTEN ROOT
+	    "\tadd_header = { \"X-A: v\\r\\nSet-Cookie: x=1\" } #<\n}\n",
+	    "control" },
+	{ "add_header_content_length", 0,
+	    SRV_OPEN LISTEN ROOT
+	    "\tadd_header = { \"Content-Length: 5\" } #<\n}\n",
+	    "sets this header itself" },
+	{ "add_header_connection_in_location", 0,
+	    SRV_OPEN LISTEN ROOT
+	    "\tlocation \"/a/\" {\n"
+	    "\t\tadd_header = { \"X-Ok: 1\", \"connection: close\" } #<\n"
+	    "\t}\n}\n",
+	    "sets this header itself" },
+	{ "add_header_empty_value", 0,
+	    SRV_OPEN LISTEN ROOT "\tadd_header = { \"X-A:  always\" } #<\n}\n",
+	    "empty" },
+	{ "add_header_too_many", 0,
+	    SRV_OPEN LISTEN ROOT
+	    "\tadd_header = {\n"
+	    "\"H0: v\",\"H1: v\",\"H2: v\",\"H3: v\",\"H4: v\",\"H5: v\","
+	    "\"H6: v\",\"H7: v\",\"H8: v\",\"H9: v\",\"H10: v\",\"H11: v\","
+	    "\"H12: v\",\"H13: v\",\"H14: v\",\"H15: v\",\"H16: v\",\"H17: v\","
+	    "\"H18: v\",\"H19: v\",\"H20: v\",\"H21: v\",\"H22: v\",\"H23: v\","
+	    "\"H24: v\",\"H25: v\",\"H26: v\",\"H27: v\",\"H28: v\",\"H29: v\","
+	    "\"H30: v\",\"H31: v\",\"H32: v\" } #<\n}\n",
+	    "at most 32" },
+	{ "return_bad_status", 0,
+	    SRV_OPEN LISTEN ROOT "\tlocation \"/old/\" {\n"
+	                         "\t\treturn = \"200 /new/\" #<\n\t}\n}\n",
+	    "301, 302" },
+	{ "return_unknown_variable", 0,
+	    SRV_OPEN LISTEN ROOT
+	    "\tlocation \"/old/\" {\n"
+	    "\t\treturn = \"301 https://$hots$uri\" #<\n\t}\n}\n",
+	    "$hots" },
+	{ "return_space_in_target", 0,
+	    SRV_OPEN LISTEN ROOT "\tlocation \"/old/\" {\n"
+	                         "\t\treturn = \"302 /a b\" #<\n\t}\n}\n",
+	    "space" },
+	{ "return_no_target", 0,
+	    SRV_OPEN LISTEN ROOT "\tlocation \"/old/\" {\n"
+	                         "\t\treturn = \"301\" #<\n\t}\n}\n",
+	    NULL },
 	{ "same_address_plain_and_tls", 1,
 	    "server \"a\" {\n" LISTEN ROOT "}\n"
 	    "server \"b\" { #[\n"
