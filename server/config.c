@@ -35,6 +35,7 @@ static cfg_opt_t tls_opts[] = {
 	CFG_STR_LIST("protocols", "{TLSv1.2,TLSv1.3}", CFGF_NONE),
 	CFG_STR("ciphers", DEFAULT_CIPHERS, CFGF_NONE),
 	CFG_STR("ciphersuites", DEFAULT_SUITES, CFGF_NONE),
+	CFG_STR("ocsp_response", NULL, CFGF_NODEFAULT), /* issue 15 */
 	CFG_END(),
 };
 
@@ -645,6 +646,9 @@ void config_tls_params(void *sec, struct tls_params *tp)
 	tp->key = cfg_getstr(tls, "key");
 	tp->ciphers = cfg_getstr(tls, "ciphers");
 	tp->suites = cfg_getstr(tls, "ciphersuites");
+	tp->ocsp = cfg_size(tls, "ocsp_response")
+	    ? cfg_getstr(tls, "ocsp_response")
+	    : NULL; /* issue 15 */
 	tp->min = 0x0304;
 	tp->max = 0x0303;
 	for (unsigned i = 0; i < cfg_size(tls, "protocols"); i++) {
@@ -1041,6 +1045,7 @@ struct config *config_load(const char *path)
 	cfg_set_validate_func(root, "server|tls", v_tls);
 	cfg_set_validate_func(root, "server|tls|certificate", v_readable);
 	cfg_set_validate_func(root, "server|tls|key", v_readable);
+	cfg_set_validate_func(root, "server|tls|ocsp_response", v_readable);
 	cfg_set_validate_func(root, "server|tls|protocols", v_protocols);
 	cfg_set_validate_func(root, "server|location", v_location);
 	cfg_set_validate_func(root, "server|location|root", v_directory);

@@ -357,6 +357,7 @@ struct worker {
 /* config.c */
 struct tls_params {
 	const char *cert, *key, *ciphers, *suites;
+	const char *ocsp; /* issue 15: DER OCSP response to staple, or NULL */
 	int min, max; /* protocol versions, 0x0303 = TLS 1.2 */
 };
 struct config *config_load(const char *path);
@@ -411,6 +412,9 @@ int tls_alpn_h2(struct conn *);
 const char *tls_version(struct conn *);
 const char *tls_cipher(struct conn *);
 void tls_ktls_probe(struct config *);
+
+/* ocsp.c: OCSP stapling from a file */
+int ocsp_setup(void *ssl_ctx, const char *server, const char *path);
 
 /* http1.c */
 void h1_read(struct conn *);

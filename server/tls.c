@@ -233,6 +233,8 @@ int tls_vhost_setup(struct config *cfg, struct vhost *vh, void *sec)
 	 * never resume anything: send none */
 	if (!cfg->session_tickets && cfg->session_cache == 0)
 		SSL_CTX_set_num_tickets(ctx, 0);
+	if (tp.ocsp != NULL && ocsp_setup(ctx, vh->name, tp.ocsp) < 0)
+		return -1;
 	return 0;
 }
 

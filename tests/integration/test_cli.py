@@ -116,6 +116,10 @@ def test_example_config_is_valid():
     crt, key = site.certs["a.test"]
     text = re.sub(r'"/etc/kttpd/[\w.-]+\.crt"', f'"{crt}"', text)
     text = re.sub(r'"/etc/kttpd/[\w.-]+\.key"', f'"{key}"', text)
+    # an OCSP response that does not fit the test certificate: a warning
+    junk = site.dir / "example.ocsp.der"
+    junk.write_bytes(b"not an ocsp response")
+    text = re.sub(r'"/etc/kttpd/[\w.-]+\.der"', f'"{junk}"', text)
     text = re.sub(r'"/srv/[\w.-]+"', f'"{site.root["a.test"]}"', text)
     text = text.replace("/var/cache/kttpd/gzip", str(site.dir / "gzip-cache"))
     path = site.dir / "example.conf"
