@@ -1,8 +1,11 @@
 #!/bin/sh
 # make run: serve conf/sample-site on https://localhost:8443/ with a
-# self-signed ECDSA P-256 certificate made once in ./state.
+# self-signed ECDSA P-256 certificate made once in ./state, gzip on the
+# fly into ./state/gzip-cache, and the access log on this terminal.
+# KTTPD_RUN_PORT picks another port (the tests use it).
 set -eu
 bin=${1:-build/kttpd}
+port=${KTTPD_RUN_PORT:-8443}
 top=$(pwd)
 state=$top/state
 mkdir -p "$state"
@@ -17,16 +20,19 @@ fi
 cat >"$state/kttpd.conf" <<CONF
 # written by make run
 error_log = "stderr"
-access_log = "stderr"
+access_log = "stderr"          # each request's line, ktls=... included
+gzip_cache = "$state/gzip-cache"
 server "localhost" {
-    listen = { "127.0.0.1:8443 tls", "[::1]:8443 tls" }
+    listen = { "127.0.0.1:$port tls", "[::1]:$port tls" }
     tls {
         certificate = "$state/localhost.crt"
         key = "$state/localhost.key"
     }
     root = "$top/conf/sample-site"
+    gzip = true                # compressed once, kept in gzip_cache
 }
 CONF
-echo "kttpd: serving $top/conf/sample-site at https://localhost:8443/ (Ctrl-C stops)"
-echo "kttpd: try: curl --cacert $state/localhost.crt https://localhost:8443/"
+echo "kttpd: serving $top/conf/sample-site at https://localhost:$port/ (Ctrl-C stops)"
+echo "kttpd: try: curl --compressed --cacert $state/localhost.crt -i https://localhost:$port/"
+echo "kttpd: access log lines appear below; ktls=... says who encrypted each response"
 exec "$bin" -c "$state/kttpd.conf"
