@@ -129,6 +129,18 @@ server "b.test" {{ listen = {{ "127.0.0.1:8443 tls" }}
     "no-tls": f'server "a" {{ listen = {{"127.0.0.1:1 tls"}} root = "{S}/a" }}\n',
     "dup-loc": f'server "a" {{ listen = {{"127.0.0.1:1"}} root = "{S}/a" location "/x" {{}} location "/x" {{}} }}\n',
     "strings": 'error_log = "a\\"b" # x\n/* unterminated',
+    # issue 15: add_header, return, https_redirect, ocsp_response
+    "edge15": f'''server "a.test" {{
+  listen = {{ "127.0.0.1:8443 tls", "127.0.0.1:8080" }}
+  tls {{ certificate = "{S}/cert.pem" key = "{S}/key.pem" ocsp_response = "{S}/cert.pem" }}
+  root = "{S}/a"
+  https_redirect = true
+  add_header = {{ "Strict-Transport-Security: max-age=63072000; includeSubDomains always",
+                 "X-Frame-Options: DENY" }}
+  location "/old/" {{ return = "301 https://$host$request_uri" }}
+  location "/b/" {{ add_header = {{ "X-A: 1 always" }} return = "308 /new$uri$is_args$args" }}
+}}
+''',
 }
 for k, v in confs.items():
     w("config", k, v)
