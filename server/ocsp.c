@@ -8,7 +8,7 @@
  * this very certificate, with status good and inside its validity
  * period; otherwise a warning says why and the server serves without a
  * staple. A response whose nextUpdate passes while serving is no longer
- * stapled (a warning, once a minute at most). The response belongs to
+ * stapled (a warning, once a second at most). The response belongs to
  * its SSL_CTX (ex_data), so it lives and dies with the context.
  */
 #define _GNU_SOURCE

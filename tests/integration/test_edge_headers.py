@@ -138,3 +138,18 @@ def test_add_header_limits_and_errors_refused():
         line = kt.line_of(srv.config, needle)
         rc, out, err = test_cli.kttpd("-t", "-c", str(srv.conf_path))
         assert rc != 0 and msg in err and f"{srv.conf_path}:{line}:" in err, (bad[:1], err)
+
+
+def test_add_header_nghttp():
+    """nghttp -v shows the HEADERS frame: lowercase names, each once."""
+    import test_http2
+    with server() as srv:
+        rc, body, err = test_http2.nghttp(srv, "/index.html", "-v")
+        assert rc == 0, err
+        text = body.decode(errors="replace")
+        assert text.count(f"strict-transport-security: {HSTS}") == 1, text[-1500:]
+        assert text.count("x-frame-options: DENY") == 1, text[-1500:]
+        rc, body, err = test_http2.nghttp(srv, "/nope", "-v")
+        text = body.decode(errors="replace")
+        assert ":status: 404" in text and "strict-transport-security" in text
+        assert "x-frame-options" not in text, text[-1500:]

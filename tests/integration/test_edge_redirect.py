@@ -114,3 +114,13 @@ def test_https_redirect_plain_listener():
         # TLS is untouched, over both protocols
         assert srv.get("/index.html").status == 200
         assert kt.h2_get(srv, "/index.html").status == 200
+
+
+def test_return_nghttp():
+    import test_http2
+    with server() as srv:
+        rc, body, err = test_http2.nghttp(srv, "/old/n?k=v", "-v")
+        assert rc == 0, err
+        text = body.decode(errors="replace")
+        assert ":status: 301" in text and "location: https://example.com/old/n?k=v" in text, \
+            text[-1500:]

@@ -206,3 +206,21 @@ def test_ocsp_wrong_signer_not_stapled():
             "-CA", str(pki.ca_crt), "-issuer", str(pki.ca_crt),
             "-cert", str(pki.leaf["a.test"][2]), "-ndays", "2", "-respout", str(out)])
     bad_case(pki, out, "a.test", "signature does not verify")
+
+
+def test_ocsp_on_the_sni_server_only():
+    """The staple follows the server SNI picks: b.test has one, the
+    listener's default a.test none."""
+    pki = Pki(kt.site())
+    good = pki.response("b.test", "b.der")
+    srv = kt.Server(kt.site(), start=False)
+    crt_b, key_b = srv.site.certs["b.test"]
+    chain, key, _ = pki.leaf["b.test"]
+    text = srv.config.replace(f'certificate = "{crt_b}"', f'certificate = "{chain}"', 1)
+    text = text.replace(f'key = "{key_b}"', f'key = "{key}"\n        ocsp_response = "{good}"', 1)
+    srv.config = text
+    srv.conf_path.write_text(text)
+    with srv.start():
+        for v in ("-tls1_2", "-tls1_3"):
+            assert status(srv.port, v, servername="b.test") == "good", v
+            assert status(srv.port, v, servername="a.test") is None, v
