@@ -77,6 +77,11 @@ void *tls_ctx_new(const struct tls_params *tp, char *err, size_t errlen)
 	SSL_CTX_set_options(ctx,
 	    SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
 	        SSL_OP_NO_COMPRESSION);
+	/* A client closing TCP without close_notify is an EOF, not a TLS
+	 * error: OpenSSL 3 would otherwise fail the connection and drop its
+	 * session from the cache (no resumption after a browser's close).
+	 * No truncation risk: a request head is complete or not served. */
+	SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
 	/* release buffers while idle; SSL_write may be retried from a
 	 * different address (our chunk buffer is reused) */
 	SSL_CTX_set_mode(ctx,

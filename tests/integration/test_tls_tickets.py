@@ -72,3 +72,20 @@ def test_tls12_no_tickets_no_cache_serves():
     with kt.Server(kt.site(), session_tickets=False, session_cache=0) as srv:
         n, _, status = count_tickets(srv, ssl.TLSVersion.TLSv1_2)
         assert status == 200 and n == 0, n
+
+
+def test_session_cache_resumes_after_unclean_close():
+    """Clients that close TCP without close_notify (most browsers) keep
+    their cached session: TLS 1.2 session ids and TLS 1.3 stateful
+    tickets resume on the next connection."""
+    with kt.Server(kt.site(), session_tickets=False, session_cache=100) as srv:
+        for version in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
+            ctx = kt.client_context(version)
+            session, reused = None, []
+            for _ in range(3):
+                with kt.tls_socket(srv.port, context=ctx, session=session) as s:
+                    assert kt.Conn(s).exchange(kt.request("/index.html")).status == 200
+                    reused.append(s.session_reused)
+                    session = s.session
+                # closed here without close_notify
+            assert reused == [False, True, True], (version, reused)
