@@ -231,8 +231,10 @@ int redirect_apply(struct conn *c, struct request *r, struct span host,
 	size_t len = 0;
 	FILE *f;
 
+	/* ACME's challenge and a balancer's plain health check stay */
 	if (c->ssl == NULL && r->vh->https_redirect != NULL &&
-	    strncmp(decoded, ACME_PREFIX, sizeof(ACME_PREFIX) - 1) != 0)
+	    strncmp(decoded, ACME_PREFIX, sizeof(ACME_PREFIX) - 1) != 0 &&
+	    !(r->loc && r->loc->health))
 		rd = r->vh->https_redirect;
 	if (rd == NULL)
 		return 0;

@@ -91,7 +91,8 @@ def test_return_with_add_header_and_allow():
 
 
 def test_https_redirect_plain_listener():
-    with kt.Server(kt.site(), plain=True, vhost_a={"https_redirect": True}) as srv:
+    with kt.Server(kt.site(), plain=True, vhost_a={"https_redirect": True},
+                   locations={"/health": {"health": True}}) as srv:
         port = srv.port
         with srv.connect_plain() as c:
             c.send(kt.request("/index.html?q=1"))
@@ -111,6 +112,9 @@ def test_https_redirect_plain_listener():
         assert r.status == 200 and r.body == b"acme-token-content\n", r
         r = kt.curl(srv, "/.well-known/acme-challenge/missing", plain=True)
         assert r.status == 404
+        # a balancer's plain health check gets the health answer
+        r = kt.curl(srv, "/health", plain=True)
+        assert r.status == 200 and r.get("location") is None, r
         # TLS is untouched, over both protocols
         assert srv.get("/index.html").status == 200
         assert kt.h2_get(srv, "/index.html").status == 200
