@@ -12,6 +12,7 @@
 
 #include <arpa/inet.h>
 #include <confuse.h>
+#include <openssl/crypto.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -129,6 +130,19 @@ static cfg_opt_t root_opts[] = {
 	CFG_INT("gzip_max_size", 1 << 20, CFGF_NONE),
 	CFG_INT("gzip_level", 6, CFGF_NONE),
 	CFG_INT("gzip_cache_size", 256 << 20, CFGF_NONE),
+	/* per-client limits (clientlimit.c) */
+	CFG_INT("client_max_connections", 0, CFGF_NONE),
+	CFG_INT("client_rate", 0, CFGF_NONE),
+	CFG_INT("client_burst", 0, CFGF_NONE),
+	CFG_INT("client_conn_status", KT_DEF_CLIENT_CONN_STATUS, CFGF_NONE),
+	CFG_INT("client_rate_status", KT_DEF_CLIENT_RATE_STATUS, CFGF_NONE),
+	CFG_INT("client_ipv4_prefix", 32, CFGF_NONE),
+	CFG_INT("client_ipv6_prefix", 64, CFGF_NONE),
+	CFG_INT("client_table_size", KT_DEF_CLIENT_TABLE_SIZE, CFGF_NONE),
+	CFG_STR_LIST("client_limit_exempt", "{}", CFGF_NONE),
+	/* session ticket keys (ticket.c) */
+	CFG_INT("session_ticket_rotate", KT_DEF_TICKET_ROTATE, CFGF_NONE),
+	CFG_STR("session_ticket_key_file", "", CFGF_NONE),
 	CFG_SEC("server", server_opts,
 	    CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
 	CFG_END(),
@@ -171,6 +185,17 @@ static const struct {
 	N(gzip_max_size, 0, 1L << 40),
 	N(gzip_level, 1, 9),
 	N(gzip_cache_size, 1 << 20, 1L << 50),
+	/* per-client limits (clientlimit.c) */
+	N(client_max_connections, 0, 1000000),
+	N(client_rate, 0, 1000000),
+	N(client_burst, 0, 1000000),
+	N(client_conn_status, 400, 599), /* 444: close, answer nothing */
+	N(client_rate_status, 400, 599),
+	N(client_ipv4_prefix, 1, 32),
+	N(client_ipv6_prefix, 1, 128),
+	N(client_table_size, 1024, 1 << 24),
+	/* session ticket keys (ticket.c) */
+	N(session_ticket_rotate, 1, 86400 * 7),
 #undef N
 };
 
@@ -413,6 +438,62 @@ static int v_gzip_cache(cfg_t *cfg, cfg_opt_t *opt)
 		cfg_error(cfg, "gzip_cache \"%s\": %s", dir, strerror(errno));
 		return -1;
 	}
+	return 0;
+}
+
+/*
+ * session_ticket_key_file: nginx's format, KT_TICKET_KEY_LEN bytes a key
+ * (`openssl rand 80`), several keys one after another; the first
+ * encrypts. Read here, so a bad file is a FILE:LINE error and a reload
+ * with one keeps the keys in use.
+ */
+static unsigned char *ticket_file_keys;
+static int ticket_file_nkeys;
+
+static void drop_file_keys(void)
+{
+	if (ticket_file_keys != NULL)
+		OPENSSL_cleanse(ticket_file_keys,
+		    (size_t)ticket_file_nkeys * KT_TICKET_KEY_LEN);
+	free(ticket_file_keys);
+	ticket_file_keys = NULL;
+}
+
+static int v_ticket_file(cfg_t *cfg, cfg_opt_t *opt)
+{
+	const char *path = cfg_opt_getnstr(opt, 0);
+	unsigned char buf[KT_TICKET_KEYS_MAX * KT_TICKET_KEY_LEN + 1];
+	ssize_t n = 0, k;
+	int fd;
+
+	if (*path == '\0')
+		return 0;
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+		cfg_error(cfg, "session_ticket_key_file \"%s\": %s", path,
+		    strerror(errno));
+		return -1;
+	}
+	while ((size_t)n < sizeof(buf) &&
+	    (k = read(fd, buf + n, sizeof(buf) - (size_t)n)) > 0)
+		n += k;
+	close(fd);
+	if (n == 0 || n % KT_TICKET_KEY_LEN != 0 || (size_t)n == sizeof(buf)) {
+		cfg_error(cfg,
+		    "session_ticket_key_file \"%s\": %zd bytes; want %d to "
+		    "%d keys of %d bytes (openssl rand %d > FILE)",
+		    path, n, 1, KT_TICKET_KEYS_MAX, KT_TICKET_KEY_LEN,
+		    KT_TICKET_KEY_LEN);
+		OPENSSL_cleanse(buf, sizeof(buf));
+		return -1;
+	}
+	drop_file_keys();
+	if ((ticket_file_keys = malloc((size_t)n)) == NULL) {
+		OPENSSL_cleanse(buf, sizeof(buf));
+		return -1;
+	}
+	memcpy(ticket_file_keys, buf, (size_t)n);
+	ticket_file_nkeys = (int)(n / KT_TICKET_KEY_LEN);
+	OPENSSL_cleanse(buf, sizeof(buf));
 	return 0;
 }
 
@@ -892,6 +973,27 @@ static int globals_build(struct config *cfg, cfg_t *root)
 		if ((cfg->gzip_types[i] = strdup(
 		         cfg_getnstr(root, "gzip_types", (unsigned)i))) == NULL)
 			return -1;
+	if ((cfg->nclient_exempt = (int)cfg_size(root, "client_limit_exempt")) >
+	    0) {
+		char err[256];
+		cfg->client_exempt = calloc(
+		    (size_t)cfg->nclient_exempt, sizeof(*cfg->client_exempt));
+		if (cfg->client_exempt == NULL)
+			return -1;
+		for (int i = 0; i < cfg->nclient_exempt; i++)
+			parse_cidr(cfg_getnstr(root, "client_limit_exempt",
+			               (unsigned)i),
+			    &cfg->client_exempt[i], err, sizeof(err));
+	}
+	cfg->session_ticket_key_file = strdup(
+	    cfg_getstr(root, "session_ticket_key_file"));
+	if (cfg->session_ticket_key_file == NULL)
+		return -1;
+	if (*cfg->session_ticket_key_file) { /* read by v_ticket_file */
+		cfg->ticket_keys = ticket_file_keys;
+		cfg->nticket_keys = ticket_file_nkeys;
+		ticket_file_keys = NULL;
+	}
 	cfg->mime = mime_load(cfg->mime_types);
 	return cfg->mime == NULL ? -1 : 0;
 }
@@ -937,6 +1039,12 @@ static void config_free(struct config *cfg)
 		free(cfg->gzip_types[i]);
 	free(cfg->gzip_types);
 	free(cfg->gzip_cache);
+	free(cfg->session_ticket_key_file);
+	free(cfg->client_exempt);
+	if (cfg->ticket_keys != NULL)
+		OPENSSL_cleanse(cfg->ticket_keys,
+		    (size_t)cfg->nticket_keys * KT_TICKET_KEY_LEN);
+	free(cfg->ticket_keys);
 	free(cfg->path);
 	free(cfg->user);
 	free(cfg->group);
@@ -1026,7 +1134,10 @@ struct config *config_load(const char *path)
 		"session_timeout", "http2_max_streams", "http2_reset_burst",
 		"http2_reset_rate", "gzip_min_size", "gzip_max_size",
 		"gzip_level", "gzip_cache_size", "drain_timeout", "drain_idle",
-		NULL };
+		"client_max_connections", "client_rate", "client_burst",
+		"client_conn_status", "client_rate_status",
+		"client_ipv4_prefix", "client_ipv6_prefix",
+		"client_table_size", "session_ticket_rotate", NULL };
 	struct config *cfg = NULL;
 	cfg_t *root = cfg_init(root_opts, CFGF_NONE);
 	int r;
@@ -1060,8 +1171,11 @@ struct config *config_load(const char *path)
 	cfg_set_validate_func(root, "server|add_header", v_add_header);
 	cfg_set_validate_func(root, "server|location|add_header", v_add_header);
 	cfg_set_validate_func(root, "server|location|return", v_return);
+	cfg_set_validate_func(root, "session_ticket_key_file", v_ticket_file);
+	cfg_set_validate_func(root, "client_limit_exempt", v_allow);
 
 	gzip_cache_set = 0;
+	drop_file_keys();
 	r = parse_file(root, path);
 	if (r == CFG_FILE_ERROR) {
 		cfg_error(root, "%s: %s", path, strerror(errno));
@@ -1095,6 +1209,7 @@ struct config *config_load(const char *path)
 	cfg_free(root);
 	return cfg;
 fail:
+	drop_file_keys();
 	if (cfg != NULL)
 		config_free(cfg);
 	cfg_free(root);

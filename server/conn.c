@@ -122,6 +122,10 @@ void conn_accept(struct worker *w, struct listen_addr *la, int fd,
 /* After accept (and a PROXY header): TLS handshake or the first request. */
 static void conn_begin(struct conn *c)
 {
+	if (cl_conn_open(c) < 0) { /* client_max_connections, status 444 */
+		conn_close(c);
+		return;
+	}
 	if (c->la->tls) {
 		if ((c->ssl = tls_new(c)) == NULL) {
 			log_error("%s: cannot create a TLS session", c->peer);
@@ -428,6 +432,7 @@ void conn_close(struct conn *c)
 		SSL_free(c->ssl);
 	}
 	close(c->fd);
+	cl_conn_close(c);
 	if (c->req != NULL)
 		req_free(c->req);
 	free(c->rbuf);

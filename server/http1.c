@@ -370,6 +370,8 @@ static void respond(struct conn *c)
 		append(c->wbuf, cap, &n, "Allow: GET, HEAD\r\n");
 	if (r->location)
 		append(c->wbuf, cap, &n, "Location: %s\r\n", r->location);
+	if (r->retry_after > 0)
+		append(c->wbuf, cap, &n, "Retry-After: %d\r\n", r->retry_after);
 	n = headers_h1(c, r, c->wbuf, cap, n);
 	if (!c->keepalive)
 		append(c->wbuf, cap, &n, "Connection: close\r\n");

@@ -359,7 +359,7 @@ queued:
 static void respond(struct conn *c, struct stream *s)
 {
 	struct request *r = &s->r;
-	char status[4], clen[24], lm[40], exp[40], crange[80];
+	char status[4], clen[24], lm[40], exp[40], crange[80], retry[12];
 	nghttp2_nv nv[16 + KT_ADD_HEADERS_MAX];
 	size_t n = 0;
 	nghttp2_data_provider prd = { .source.ptr = s,
@@ -411,6 +411,10 @@ static void respond(struct conn *c, struct stream *s)
 		add_header(nv, &n, "allow", "GET, HEAD");
 	if (r->location)
 		add_header(nv, &n, "location", r->location);
+	if (r->retry_after > 0) {
+		date_u64(retry, (uint64_t)r->retry_after, 10);
+		add_header(nv, &n, "retry-after", retry);
+	}
 	n += headers_h2(c, r, nv + n);
 	nghttp2_submit_response(c->h2->ng, s->id, nv, n, body ? &prd : NULL);
 }

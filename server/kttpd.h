@@ -38,6 +38,13 @@
 #define KT_DEF_AIO_THREADS        2   /* readahead threads; 0: off */
 #define KT_DEF_AIO_QUEUE          256 /* cold chunks waiting, all workers */
 #define KT_DEF_AIO_CHUNK          (2 << 20) /* one readahead, bytes */
+/* per-client limits (clientlimit.c) and ticket keys (ticket.c) */
+#define KT_DEF_CLIENT_TABLE_SIZE  65536 /* slots, 32 bytes each */
+#define KT_DEF_CLIENT_CONN_STATUS 503   /* nginx limit_conn_status */
+#define KT_DEF_CLIENT_RATE_STATUS 429
+#define KT_DEF_TICKET_ROTATE      3600 /* s, a key encrypts this long */
+#define KT_TICKET_KEYS_MAX        16   /* keys in session_ticket_key_file */
+#define KT_TICKET_KEY_LEN         80   /* nginx: name 16, hmac 32, aes 32 */
 
 /* drain (health.c): SIGUSR2 fails the health endpoint, then stops */
 #define KT_DEF_DRAIN_TIMEOUT 30  /* s, longest drain */
@@ -156,6 +163,19 @@ struct config {
 	int ngzip_types;
 	char *gzip_cache;
 	long gzip_min_size, gzip_max_size, gzip_level, gzip_cache_size;
+	/* per-client limits (clientlimit.c); 0: off */
+	long client_max_connections, client_rate, client_burst;
+	long client_conn_status, client_rate_status;
+	long client_ipv4_prefix, client_ipv6_prefix;
+	long client_table_size;     /* fixed at start */
+	struct cidr *client_exempt; /* networks no client limit applies to */
+	int nclient_exempt;
+	/* session ticket keys (ticket.c) */
+	long session_ticket_rotate;
+	char *session_ticket_key_file;
+	unsigned char *ticket_keys; /* the file's keys, KT_TICKET_KEY_LEN each
+	                             */
+	int nticket_keys;
 	struct vhost *vhosts;
 	int nvhosts;
 	struct listen_addr *listens;
@@ -216,6 +236,7 @@ struct request {
 	size_t mem_len, mem_off;
 	const char *encoding; /* Content-Encoding of the variant, or NULL */
 	int vary;             /* send Vary: Accept-Encoding */
+	int retry_after;      /* s, sent with a client_rate refusal */
 	time_t mtime;
 	char etag[48];
 
@@ -282,6 +303,11 @@ struct metrics {
 	 * blocking because the queue was full; waits and their time */
 	_Atomic uint64_t aio_cold, aio_full, aio_done, aio_wait_us;
 	_Atomic uint64_t health[2]; /* health checks: [0] 200, [1] 503 */
+	/* per-client limits: connections over client_max_connections,
+	 * requests over client_rate; table slots taken from another client,
+	 * connections not limited because their slots were all pinned */
+	_Atomic uint64_t cl_conn_rejected, cl_rate_rejected;
+	_Atomic uint64_t cl_evicted, cl_table_full;
 };
 #define METRIC_ADD(m, field, n)                                                \
 	atomic_store_explicit(&(m)->field,                                     \
@@ -307,6 +333,8 @@ struct conn {
 	unsigned aio_trust : 1;  /* the pool just read the bytes: no question */
 	struct aio_job *aio;     /* in flight for us, or NULL */
 	struct h2 *h2;           /* set when ALPN chose h2 */
+	struct cl_slot *cl;      /* the client's pinned slot (clientlimit.c) */
+	unsigned cl_over : 1;    /* over client_max_connections: refuse */
 	unsigned nreq;
 	char peer[48];
 	struct sockaddr_storage peer_ss;
@@ -415,6 +443,21 @@ void tls_ktls_probe(struct config *);
 
 /* ocsp.c: OCSP stapling from a file */
 int ocsp_setup(void *ssl_ctx, const char *server, const char *path);
+/* clientlimit.c */
+int cl_start(struct config *);
+int cl_conn_open(struct conn *);
+void cl_conn_close(struct conn *);
+int cl_request(struct conn *, struct request *);
+void cl_table_stats(long *used, long *size);
+
+/* ticket.c */
+int ticket_configure(struct config *);
+void ticket_ctx_setup(void *ssl_ctx);
+struct ticket_stats {
+	long keys;
+	uint64_t rotations, issued, resumed, renewed, unknown;
+};
+void ticket_stats(struct ticket_stats *);
 
 /* http1.c */
 void h1_read(struct conn *);

@@ -102,6 +102,9 @@ static struct config *reload(struct config *cur)
 		return cur;
 	}
 	log_configure(cfg);
+	if (ticket_configure(cfg) < 0)
+		log_error("reload: ticket keys: out of memory; the old ones "
+		          "stay");
 	worker_reload_all(cfg);
 	listeners_close_unused();
 	log_info("reloaded %s", cfg->path);
@@ -186,6 +189,10 @@ int main(int argc, char **argv)
 	if (log_configure(cfg) < 0)
 		return 1;
 	config_serving();
+	if (cl_start(cfg) < 0 || ticket_configure(cfg) < 0) {
+		log_error("cannot set up the client table or ticket keys");
+		return 1;
+	}
 	log_info("kttpd %s starting: %d workers, %d servers, %d addresses",
 	    KTTPD_VERSION, cfg->workers, cfg->nvhosts, cfg->nlistens);
 	tls_ktls_probe(cfg);

@@ -144,6 +144,62 @@ static void counter(
 	    name, help, name, name, (unsigned long long)v);
 }
 
+/* Refusals by reason, the per-client table, the session ticket keys. */
+static void limits_out(struct text *t, const struct metrics *m)
+{
+	struct ticket_stats ts;
+	long used, size;
+
+	cl_table_stats(&used, &size);
+	ticket_stats(&ts);
+	out(t,
+	    "# HELP kttpd_rejected_total Connections or requests refused by "
+	    "a limit, by reason.\n"
+	    "# TYPE kttpd_rejected_total counter\n"
+	    "kttpd_rejected_total{reason=\"max_connections\"} %llu\n"
+	    "kttpd_rejected_total{reason=\"client_max_connections\"} "
+	    "%llu\n"
+	    "kttpd_rejected_total{reason=\"client_rate\"} %llu\n",
+	    (unsigned long long)LOAD(m->rejected),
+	    (unsigned long long)LOAD(m->cl_conn_rejected),
+	    (unsigned long long)LOAD(m->cl_rate_rejected));
+	out(t,
+	    "# HELP kttpd_client_table_entries Per-client table slots in "
+	    "use (at most its size).\n"
+	    "# TYPE kttpd_client_table_entries gauge\n"
+	    "kttpd_client_table_entries %ld\n"
+	    "# HELP kttpd_client_table_size Per-client table slots "
+	    "(client_table_size, rounded up to a power of two).\n"
+	    "# TYPE kttpd_client_table_size gauge\n"
+	    "kttpd_client_table_size %ld\n",
+	    used, size);
+	counter(t, "client_table_evictions_total",
+	    "Slots taken over from the least recently seen idle client.",
+	    LOAD(m->cl_evicted));
+	counter(t, "client_table_full_total",
+	    "Connections not limited: every slot they could use was pinned.",
+	    LOAD(m->cl_table_full));
+	out(t,
+	    "# HELP kttpd_tls_ticket_keys Session ticket keys in use (the "
+	    "first encrypts).\n"
+	    "# TYPE kttpd_tls_ticket_keys gauge\n"
+	    "kttpd_tls_ticket_keys %ld\n",
+	    ts.keys);
+	counter(t, "tls_ticket_key_rotations_total",
+	    "Session ticket key rotations (session_ticket_rotate).",
+	    ts.rotations);
+	out(t,
+	    "# HELP kttpd_tls_tickets_total Session tickets issued, and "
+	    "offered tickets by the key that opened them.\n"
+	    "# TYPE kttpd_tls_tickets_total counter\n"
+	    "kttpd_tls_tickets_total{result=\"issued\"} %llu\n"
+	    "kttpd_tls_tickets_total{result=\"current_key\"} %llu\n"
+	    "kttpd_tls_tickets_total{result=\"older_key\"} %llu\n"
+	    "kttpd_tls_tickets_total{result=\"unknown_key\"} %llu\n",
+	    (unsigned long long)ts.issued, (unsigned long long)ts.resumed,
+	    (unsigned long long)ts.renewed, (unsigned long long)ts.unknown);
+}
+
 void metrics_serve(struct conn *c, struct request *r)
 {
 	struct text t = { .cap = 8192 };
@@ -273,6 +329,7 @@ void metrics_serve(struct conn *c, struct request *r)
 	    "kttpd_draining %d\n",
 	    (unsigned long long)LOAD(m.health[0]),
 	    (unsigned long long)LOAD(m.health[1]), health_failing());
+	limits_out(&t, &m);
 	if (sys_tls_stat(&ts) == 0) {
 		const struct {
 			const char *name;

@@ -48,6 +48,8 @@ void req_dispatch(struct conn *c, struct request *r)
 
 	r->vh = c->vh;
 	r->w = c->w;
+	if ((r->status = cl_request(c, r)) != 0)
+		return; /* per-client limits: clientlimit.c */
 	if (r->method == M_OTHER) {
 		r->status = 405;
 		return;
@@ -198,6 +200,7 @@ const char *req_reason(int status)
 	case 414: return "URI Too Long";
 	case 416: return "Range Not Satisfiable";
 	case 421: return "Misdirected Request";
+	case 429: return "Too Many Requests";
 	case 431: return "Request Header Fields Too Large";
 	case 500: return "Internal Server Error";
 	case 501: return "Not Implemented";

@@ -4,9 +4,8 @@
  *
  * The server is chosen in the ClientHello callback, before OpenSSL picks
  * a version or cipher, so each server's protocols and ciphers apply and
- * not only its certificate. Tickets are sealed with keys made once per
- * process and kept across reloads, so every worker (one process, many
- * threads) and every config generation accepts them.
+ * not only its certificate. Ticket keys (rotated, shared by every worker
+ * and config generation) are ticket.c's.
  */
 #define _GNU_SOURCE
 #include "kttpd.h"
@@ -24,10 +23,6 @@ static int conn_idx = -1; /* SSL ex_data slot holding the struct conn */
 static int kernel_ok;
 static char kernel_why[192];
 
-static struct {
-	unsigned char name[16], aes[32], hmac[32];
-} ticket_key;
-
 /* ALPN, in our order of preference */
 static const unsigned char alpn_h2[] = "\x02h2\x08http/1.1";
 static const unsigned char alpn_h1[] = "\x08http/1.1";
@@ -35,8 +30,7 @@ static const unsigned char alpn_h1[] = "\x08http/1.1";
 int tls_init(void)
 {
 	conn_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
-	if (conn_idx < 0 ||
-	    RAND_bytes((unsigned char *)&ticket_key, sizeof(ticket_key)) != 1)
+	if (conn_idx < 0)
 		return -1;
 	return 0;
 }
@@ -172,31 +166,6 @@ static int alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
 	return SSL_TLSEXT_ERR_NOACK; /* no common protocol: go on without */
 }
 
-static int ticket_cb(SSL *ssl, unsigned char *name, unsigned char *iv,
-    EVP_CIPHER_CTX *ectx, EVP_MAC_CTX *hctx, int enc)
-{
-	OSSL_PARAM params[] = {
-		OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY,
-		    ticket_key.hmac, sizeof(ticket_key.hmac)),
-		OSSL_PARAM_construct_utf8_string(
-		    OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
-		OSSL_PARAM_construct_end(),
-	};
-
-	(void)ssl;
-	if (enc) {
-		memcpy(name, ticket_key.name, sizeof(ticket_key.name));
-		if (RAND_bytes(iv, EVP_MAX_IV_LENGTH) != 1)
-			return -1;
-	} else if (memcmp(name, ticket_key.name, sizeof(ticket_key.name)) != 0)
-		return 0; /* not ours: full handshake */
-	if (EVP_CipherInit_ex(
-	        ectx, EVP_aes_256_cbc(), NULL, ticket_key.aes, iv, enc) != 1 ||
-	    EVP_MAC_CTX_set_params(hctx, params) != 1)
-		return -1;
-	return 1;
-}
-
 int tls_vhost_setup(struct config *cfg, struct vhost *vh, void *sec)
 {
 	struct tls_params tp;
@@ -230,7 +199,7 @@ int tls_vhost_setup(struct config *cfg, struct vhost *vh, void *sec)
 	} else
 		SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
 	if (cfg->session_tickets)
-		SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticket_cb);
+		ticket_ctx_setup(ctx); /* keys shared and rotated: ticket.c */
 	else
 		SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
 	/* TLS 1.3 sends two NewSessionTickets by default, stateful ones
