@@ -463,6 +463,7 @@ static int v_ticket_file(cfg_t *cfg, cfg_opt_t *opt)
 {
 	const char *path = cfg_opt_getnstr(opt, 0);
 	unsigned char buf[KT_TICKET_KEYS_MAX * KT_TICKET_KEY_LEN + 1];
+	struct stat st;
 	ssize_t n = 0, k;
 	int fd;
 
@@ -473,11 +474,14 @@ static int v_ticket_file(cfg_t *cfg, cfg_opt_t *opt)
 		    strerror(errno));
 		return -1;
 	}
-	while ((size_t)n < sizeof(buf) &&
-	    (k = read(fd, buf + n, sizeof(buf) - (size_t)n)) > 0)
-		n += k;
+	if (fstat(fd, &st) == 0 && st.st_size >= (off_t)sizeof(buf))
+		n = st.st_size; /* too large: say how large */
+	else
+		while ((size_t)n < sizeof(buf) &&
+		    (k = read(fd, buf + n, sizeof(buf) - (size_t)n)) > 0)
+			n += k;
 	close(fd);
-	if (n == 0 || n % KT_TICKET_KEY_LEN != 0 || (size_t)n == sizeof(buf)) {
+	if (n == 0 || n % KT_TICKET_KEY_LEN != 0 || (size_t)n >= sizeof(buf)) {
 		cfg_error(cfg,
 		    "session_ticket_key_file \"%s\": %zd bytes; want %d to "
 		    "%d keys of %d bytes (openssl rand %d > FILE)",
