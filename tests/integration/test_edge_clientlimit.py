@@ -5,6 +5,7 @@ addresses bound from 127.0.0.0/8, and PROXY v2 headers naming any address
 table's memory stays bounded whatever the number of addresses, and the
 limits reset when the client goes away or time passes."""
 
+import os
 import socket
 import time
 
@@ -70,16 +71,26 @@ def test_client_max_connections_trips_at_n_plus_1_503():
             kt.assert_status(get_on(held[0]), 200, "a held connection after the refusal")
             # the client goes away (one connection): room for one again
             held.pop().close()
-            assert kt.wait_until(lambda: get_on(c2 := conn_from(srv, "127.0.0.2")).status == 200
-                                 and (held.append(c2) or True), 3), \
-                "a slot did not come back after a connection closed"
+            refused = 1
+            deadline = time.monotonic() + 3
+            while True:  # the close reaches the server a moment later
+                c2 = conn_from(srv, "127.0.0.2")
+                if get_on(c2).status == 200:
+                    held.append(c2)
+                    break
+                c2.close()
+                refused += 1
+                assert time.monotonic() < deadline, \
+                    "a slot did not come back after a connection closed"
+                time.sleep(0.05)
+            refused += 1  # the next one, below
             with conn_from(srv, "127.0.0.2") as again:
                 kt.assert_status(get_on(again), 503, "full again")
         finally:
             for c in held:
                 c.close()
         m = scrape(srv)
-        assert v(m, "kttpd_rejected_total", reason="client_max_connections") == 2
+        assert v(m, "kttpd_rejected_total", reason="client_max_connections") == refused
         # HTTP/2: streams on a connection over the limit get the status too
         held = [tls_from(srv.port, "127.0.0.4") for _ in range(n)]
         try:
@@ -219,7 +230,10 @@ def test_client_table_bounded_100k_addresses():
         assert size == 4096, f"table size {size}"
         assert entries <= size, f"{entries} entries > {size}"
         assert ev >= done - size, f"{done} addresses, {entries} entries, only {ev} evictions"
-        assert rss1 - rss0 < 16 * 1024, f"RSS grew {rss1 - rss0} KiB over {n} addresses"
+        # (under ASan freed memory sits in its quarantine, 256 MiB: RSS
+        # says nothing there; the entries and evictions still do)
+        if not os.environ.get("ASAN_OPTIONS"):
+            assert rss1 - rss0 < 16 * 1024, f"RSS grew {rss1 - rss0} KiB over {n} addresses"
         print(f"{done} addresses in {took:.1f}s; entries {entries:.0f}, evictions {ev:.0f}, "
               f"RSS {rss0} -> {rss1} KiB")
         # still limiting afterwards
