@@ -33,6 +33,12 @@
  * accept: one CAS, no lookup. Two clients share a slot only if their
  * keyed 44-bit tags and their slot windows collide; the SipHash key is
  * random per process, so nobody can aim for that.
+ *
+ * The limits are global options, read from each connection's config
+ * generation (a reload changes them; the table and its key stay). No
+ * per-server override: the connection limit acts before SNI names the
+ * server, and one budget per client is what an edge under abuse wants;
+ * per-server budgets would need a slot per client and server.
  */
 #define _GNU_SOURCE
 #include "kttpd.h"

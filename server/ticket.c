@@ -100,11 +100,12 @@ static void publish(struct keyset *ks)
 	sweep();
 }
 
-/* Under wlock: a fresh current key; the current one becomes previous. */
+/* Under wlock: a fresh current key; the current first key (made, or the
+ * file's when a reload drops the file) decrypts for one more period. */
 static int rotate(void)
 {
 	struct keyset *cur = atomic_load(&live);
-	struct keyset *ks = set_new(cur != NULL && !from_file ? 2 : 1);
+	struct keyset *ks = set_new(cur != NULL ? 2 : 1);
 
 	if (ks == NULL ||
 	    RAND_bytes((unsigned char *)&ks->k[0], sizeof(ks->k[0])) != 1) {
@@ -116,7 +117,6 @@ static int rotate(void)
 		ks->k[1] = cur->k[0];
 		atomic_fetch_add(&rotations, 1);
 	}
-	from_file = 0;
 	publish(ks);
 	last_rotate_us = date_mono_us();
 	return 0;

@@ -78,34 +78,35 @@ static void limit_at_n(void)
 	cl_conn_close(&c[4]);
 }
 
+/* With client_max_connections = 1: does y count as x's client? */
+static int same_client(const char *x, const char *y)
+{
+	struct conn a, b;
+	int same;
+
+	conn_init(&a, x);
+	conn_init(&b, y);
+	cl_conn_open(&a);
+	cl_conn_open(&b);
+	same = a.cl != NULL && b.cl_over;
+	cl_conn_close(&a);
+	cl_conn_close(&b);
+	return same;
+}
+
 static void prefixes(void)
 {
-	struct conn a, b, m, d;
-
 	cfg.client_max_connections = 1;
-	conn_init(&a, "2001:db8:1:2::1");
-	conn_init(&b, "2001:db8:1:2:ffff::9");
-	conn_init(&d, "2001:db8:1:3::1");
-	cl_conn_open(&a);
-	cl_conn_open(&b);
-	cl_conn_open(&d);
-	CHECK("ipv6_same_64_is_one_client", a.cl && b.cl_over);
-	CHECK("ipv6_next_64_is_another", d.cl && !d.cl_over);
-	cl_conn_close(&a);
-	cl_conn_close(&d);
-	conn_init(&a, "198.51.100.4");
-	conn_init(&m, "::ffff:198.51.100.4");
-	cl_conn_open(&a);
-	cl_conn_open(&m);
-	CHECK("v4_mapped_is_the_ipv4_client", a.cl && m.cl_over);
-	cl_conn_close(&a);
+	CHECK("ipv6_same_64_is_one_client",
+	    same_client("2001:db8:1:2::1", "2001:db8:1:2:ffff::9"));
+	CHECK("ipv6_next_64_is_another",
+	    !same_client("2001:db8:1:2::1", "2001:db8:1:3::1"));
+	CHECK("v4_mapped_is_the_ipv4_client",
+	    same_client("198.51.100.4", "::ffff:198.51.100.4"));
+	CHECK("ipv4_32_by_default",
+	    !same_client("198.51.100.4", "198.51.100.200"));
 	cfg.client_ipv4_prefix = 24;
-	conn_init(&a, "198.51.100.4");
-	conn_init(&b, "198.51.100.200");
-	cl_conn_open(&a);
-	cl_conn_open(&b);
-	CHECK("ipv4_prefix_24", a.cl && b.cl_over);
-	cl_conn_close(&a);
+	CHECK("ipv4_prefix_24", same_client("198.51.100.4", "198.51.100.200"));
 	cfg.client_ipv4_prefix = 32;
 }
 
