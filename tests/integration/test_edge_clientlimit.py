@@ -284,3 +284,35 @@ def flood(port, n, width=200):
             live -= 1
     assert ok == n, f"{ok} of {n} flood connections answered 200"
     return ok
+
+
+def test_client_limits_on_reload_and_444_after_proxy():
+    """Off at start, on after SIGHUP (the table is there from the start);
+    444 on a proxy listener closes right after the PROXY header."""
+    pport = kt.free_port()
+    with kt.Server(kt.site(), listen_a=[f"127.0.0.1:{pport} proxy"], **BASE) as srv:
+        first = [plain_proxy(pport, "192.0.2.44") for _ in range(3)]
+        for c in first:
+            c.send(kt.request("/index.html"))
+            kt.assert_status(c.read_response(), 200, "limits off")
+        for c in first:
+            c.close()
+        srv.write_config(client_max_connections=1, client_conn_status=444)
+        srv.reload()
+        assert kt.wait_until(lambda: "reloaded" in srv.error_log(), 3), srv.log_tail()
+        a = plain_proxy(pport, "192.0.2.44")
+        try:
+            a.send(kt.request("/index.html"))
+            kt.assert_status(a.read_response(), 200, "first connection after the reload")
+            b = plain_proxy(pport, "192.0.2.44")
+            try:
+                b.send(kt.request("/index.html"))
+                r = b.read_response()
+                raise AssertionError(f"444: got a response {r.status}; want a close")
+            except (kt.Closed, ConnectionError):
+                pass
+            b.close()
+        finally:
+            a.close()
+        m = scrape(srv)
+        assert v(m, "kttpd_rejected_total", reason="client_max_connections") == 1
