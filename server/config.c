@@ -1140,8 +1140,8 @@ struct config *config_load(const char *path)
 		"gzip_level", "gzip_cache_size", "drain_timeout", "drain_idle",
 		"client_max_connections", "client_rate", "client_burst",
 		"client_conn_status", "client_rate_status",
-		"client_ipv4_prefix", "client_ipv6_prefix",
-		"client_table_size", "session_ticket_rotate", NULL };
+		"client_ipv4_prefix", "client_ipv6_prefix", "client_table_size",
+		"session_ticket_rotate", NULL };
 	struct config *cfg = NULL;
 	cfg_t *root = cfg_init(root_opts, CFGF_NONE);
 	int r;
