@@ -38,6 +38,11 @@ int body_fill(struct conn *c, size_t room)
 		return 0;
 	}
 
+	if (want > 0 && r->fbody != NULL) { /* issue 13: cached bytes */
+		aio_read_now(c, r, c->wbuf + c->wlen, want);
+		c->wlen += want;
+		return 0;
+	}
 	/* under kTLS and on plain TCP only a body that fits whole is read */
 	if (want == 0 || (want < r->len && (c->mode.ktls_tx || !c->ssl)))
 		return 0;
@@ -112,7 +117,7 @@ enum body_result body_send(struct conn *c)
 		             r->len < KT_SENDFILE_CHUNK ? r->len
 		                                        : KT_SENDFILE_CHUNK))
 			return BODY_AGAIN_AIO; /* on disk: the pool reads it */
-		else if (c->mode.ktls_tx || !c->ssl) {
+		else if ((c->mode.ktls_tx || !c->ssl) && r->fbody == NULL) {
 			size_t len = r->len < KT_SENDFILE_CHUNK
 			    ? (size_t)r->len
 			    : KT_SENDFILE_CHUNK;

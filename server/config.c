@@ -102,6 +102,10 @@ static cfg_opt_t root_opts[] = {
 	CFG_INT("keepalive_requests", KT_DEF_KEEPALIVE_REQUESTS, CFGF_NONE),
 	CFG_INT("max_ranges", 16, CFGF_NONE),
 	CFG_INT("open_file_cache", 0, CFGF_NONE),
+	/* issue 13: open-file cache invalidation and small bodies */
+	CFG_BOOL("open_file_cache_watch", cfg_true, CFGF_NONE),
+	CFG_INT("open_file_cache_body", KT_DEF_OFC_BODY, CFGF_NONE),
+	CFG_INT("open_file_cache_memory", KT_DEF_OFC_MEMORY, CFGF_NONE),
 	CFG_INT("access_log_buffer", 0, CFGF_NONE),
 	CFG_INT("aio_threads", KT_DEF_AIO_THREADS, CFGF_NONE),
 	CFG_INT("aio_queue", KT_DEF_AIO_QUEUE, CFGF_NONE),
@@ -165,6 +169,8 @@ static const struct {
 	N(keepalive_requests, 1, 100000000),
 	N(max_ranges, 1, 1000),
 	N(open_file_cache, 0, 1000000),
+	N(open_file_cache_body, 0, 1 << 20),    /* issue 13 */
+	N(open_file_cache_memory, 0, 1L << 30), /* issue 13 */
 	N(access_log_buffer, 0, 16 << 20),
 	N(aio_threads, 0, 64),
 	N(aio_queue, 1, 4096), /* the worker pipes hold 8192 pointers */
@@ -767,6 +773,13 @@ static int location_fill(
 		log_error("root %s: %s", l->root, strerror(errno));
 		return -1;
 	}
+	{ /* issue 13: the open-file cache keys files by the root's inode */
+		struct stat st;
+		if (fstat(l->root_fd, &st) < 0)
+			return -1;
+		l->root_dev = st.st_dev;
+		l->root_ino = st.st_ino;
+	}
 	src = loc && cfg_size(loc, "index") ? loc : srv;
 	for (unsigned i = 0; i < cfg_size(src, "index") && i < KT_MAX_INDEX;
 	     i++)
@@ -961,6 +974,7 @@ static int globals_build(struct config *cfg, cfg_t *root)
 	cfg->ktls = cfg_getbool(root, "ktls");
 	cfg->ktls_placement = cfg_getbool(root, "ktls_placement");
 	cfg->session_tickets = cfg_getbool(root, "session_tickets");
+	cfg->open_file_cache_watch = cfg_getbool(root, "open_file_cache_watch");
 	for (size_t i = 0; i < sizeof(numbers) / sizeof(numbers[0]); i++)
 		*(long *)((char *)cfg + numbers[i].off) = cfg_getint(
 		    root, numbers[i].name);
@@ -1132,6 +1146,7 @@ struct config *config_load(const char *path)
 	static const char *const number_opts[] = { "max_connections",
 		"max_request_head", "max_uri", "max_headers",
 		"keepalive_requests", "max_ranges", "open_file_cache",
+		"open_file_cache_body", "open_file_cache_memory",
 		"access_log_buffer", "aio_threads", "aio_queue", "aio_chunk",
 		"handshake_timeout", "header_timeout", "keepalive_timeout",
 		"send_timeout", "shutdown_timeout", "session_cache",

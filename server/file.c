@@ -378,6 +378,12 @@ void file_serve(struct request *r, const char *path, struct span query)
 	r->status = 200;
 	if (r->range.p != NULL && cond_if_range(r))
 		ranges(r);
+	if (fce != NULL) { /* issue 13: bytes and head fields from memory */
+		r->fbody = fc_body(fce);
+		if (r->status == 200)
+			r->head_fixed = fc_head(
+			    fce, r->ctype, r->etag, &r->head_fixed_len);
+	}
 	return;
 fail:
 	r->status = s;

@@ -326,23 +326,38 @@ static void respond(struct conn *c)
 	int body = r->method != M_HEAD && r->status != 304;
 	struct location *l = r->loc;
 
-	if (c->wbuf == NULL && (c->wbuf = malloc(KT_CHUNK)) == NULL) {
-		conn_close(c);
-		return;
+	/* issue 13: a body from the cache leaves with its head in one write */
+	if (file && body && r->fbody != NULL && r->nparts == 0 &&
+	    r->len + KT_HEAD_ROOM > cap)
+		cap = (size_t)r->len + KT_HEAD_ROOM;
+	if (c->wbuf == NULL || cap > KT_CHUNK) {
+		char *nb = realloc(c->wbuf, cap);
+		if (nb == NULL) {
+			conn_close(c);
+			return;
+		}
+		c->wbuf = nb;
 	}
 	append(c->wbuf, cap, &n, "HTTP/1.1 %d %s\r\n", r->status,
 	    req_reason(r->status));
 	if (c->cfg->server_tokens)
 		append(c->wbuf, cap, &n, "Server: kttpd\r\n");
 	append(c->wbuf, cap, &n, "Date: %s\r\n", worker_date(c->w));
-	if (r->status != 304)
+	if (r->head_fixed != NULL && r->status == 200 &&
+	    n + r->head_fixed_len < cap) { /* issue 13: built once per file */
+		memcpy(c->wbuf + n, r->head_fixed, r->head_fixed_len);
+		n += r->head_fixed_len;
+	} else if (r->status != 304)
 		append(c->wbuf, cap, &n,
 		    "Content-Type: %s\r\nContent-Length: %llu\r\n", r->ctype,
 		    (unsigned long long)r->clen);
-	if (file || r->status == 304) {
+	if ((file || r->status == 304) &&
+	    (r->head_fixed == NULL || r->status != 200)) {
 		date_format(r->mtime, date, sizeof(date));
 		append(c->wbuf, cap, &n, "%sLast-Modified: %s\r\nETag: %s\r\n",
 		    file ? "Accept-Ranges: bytes\r\n" : "", date, r->etag);
+	}
+	if (file || r->status == 304) {
 		if (r->partial)
 			append(c->wbuf, cap, &n,
 			    "Content-Range: bytes %llu-%llu/%llu\r\n",

@@ -298,7 +298,8 @@ static int send_data_cb(nghttp2_session *ng, nghttp2_frame *f,
 	struct h2 *h = c->h2;
 	struct stream *s = src->ptr;
 	struct request *r = &s->r;
-	int copy = !c->mode.ktls_tx || length < H2_COPY_MAX;
+	int copy = !c->mode.ktls_tx || length < H2_COPY_MAX ||
+	    r->fbody != NULL; /* issue 13: cached bytes are copied */
 
 	(void)ng;
 	(void)f; /* we never ask for padding */

@@ -45,6 +45,8 @@
 #define KT_DEF_TICKET_ROTATE      3600 /* s, a key encrypts this long */
 #define KT_TICKET_KEYS_MAX        16   /* keys in session_ticket_key_file */
 #define KT_TICKET_KEY_LEN         80   /* nginx: name 16, hmac 32, aes 32 */
+#define KT_DEF_OFC_BODY           16384 /* issue 13: bodies kept in memory, */
+#define KT_DEF_OFC_MEMORY         (8 << 20) /* ... each at most, and in all */
 
 /* drain (health.c): SIGUSR2 fails the health endpoint, then stops */
 #define KT_DEF_DRAIN_TIMEOUT 30  /* s, longest drain */
@@ -60,6 +62,7 @@
 #define KT_ACCEPT_PAUSE_MS 100       /* EMFILE: stop accepting this long */
 #define KT_ACCEPT_BATCH    64        /* accepts per readiness event */
 #define KT_CHUNK           16384     /* one TLS record of plaintext */
+#define KT_HEAD_ROOM       4096      /* issue 13: a head beside a cached body */
 #define KT_LISTING_MAX     100000    /* names in one directory listing */
 #define KT_ERRPAGE_MAX     65536     /* a custom error page, read whole */
 #define KT_SENDFILE_CHUNK  (1 << 20) /* per sendfile() call, for fairness */
@@ -72,6 +75,7 @@ struct config;
 struct vhost;
 struct worker;
 struct conn;
+struct event_base;
 
 /* ------------------------------------------------------------------ */
 /* Configuration: immutable once built; reload builds a new one.       */
@@ -86,7 +90,9 @@ struct location {
 	char *prefix;
 	size_t prefix_len;
 	char *root;
-	int root_fd; /* O_PATH directory fd: every open is beneath it */
+	int root_fd;    /* O_PATH directory fd: every open is beneath it */
+	dev_t root_dev; /* issue 13: its inode, the open-file cache's key */
+	ino_t root_ino;
 	char *index[KT_MAX_INDEX];
 	int nindex;
 	char *cache_control;
@@ -150,8 +156,12 @@ struct config {
 	long max_connections, max_request_head, max_uri, max_headers;
 	long keepalive_requests;
 	long max_ranges;
-	long open_file_cache;   /* entries per worker; 0: off */
-	long access_log_buffer; /* bytes per worker; 0: a write per line */
+	long open_file_cache; /* entries per worker; 0: off */
+	/* issue 13: open-file cache invalidation and small bodies */
+	int open_file_cache_watch;   /* inotify instead of a stat per hit */
+	long open_file_cache_body;   /* a body this small is kept in memory */
+	long open_file_cache_memory; /* ... all of them, bytes per worker */
+	long access_log_buffer;      /* bytes per worker; 0: a write per line */
 	long handshake_timeout, header_timeout, keepalive_timeout;
 	long send_timeout, shutdown_timeout;
 	long drain_timeout, drain_idle; /* health.c: SIGUSR2 drain */
@@ -239,6 +249,13 @@ struct request {
 	int retry_after;      /* s, sent with a client_rate refusal */
 	time_t mtime;
 	char etag[48];
+	/* issue 13: a cached file's bytes (the whole file; the writers copy
+	 * the range from here instead of reading fd), and its fixed head
+	 * fields "Content-Type .. ETag" built once (valid until the head
+	 * is built: the next request may rebuild them); NULL when not */
+	const char *fbody;
+	const char *head_fixed;
+	size_t head_fixed_len;
 
 	/* accounting */
 	uint64_t sent;   /* response bytes written, head included */
@@ -541,12 +558,15 @@ void compress_choose(struct request *, const char *path, const char *ctype,
     int *fd, struct stat *);
 
 /* filecache.c */
-struct filecache *fc_new(long max);
+struct filecache *fc_new(struct config *, struct event_base *);
+const char *fc_body(const struct fc_entry *);
+const char *fc_head(
+    struct fc_entry *, const char *ctype, const char *etag, size_t *len);
 void fc_free(struct filecache *);
 struct fc_entry *fc_get(struct filecache *, const struct location *,
     const char *path, int *fd, struct stat *);
 struct fc_entry *fc_add(struct filecache *, const struct location *,
-    const char *path, int fd, const struct stat *);
+    const char *path, int fd, struct stat *);
 void fc_put(struct fc_entry *);
 
 /* file.c */

@@ -220,7 +220,6 @@ static int worker_init(struct wslot *s, int id, struct config *cfg)
 	TAILQ_INIT(&w->conns);
 	w->cfg = cfg;
 	config_ref(cfg);
-	w->fc = fc_new(cfg->open_file_cache); /* size fixed at start */
 	w->logbuf_cap = (size_t)cfg->access_log_buffer; /* likewise */
 	if (w->logbuf_cap > 0 && (w->logbuf = malloc(w->logbuf_cap)) == NULL)
 		goto fail;
@@ -234,6 +233,8 @@ static int worker_init(struct wslot *s, int id, struct config *cfg)
 	ec = NULL;
 	if (w->base == NULL)
 		goto fail;
+	/* first: it sets the base's priorities (size fixed at start) */
+	w->fc = fc_new(cfg, w->base);
 	w->cmd_ev = event_new(
 	    w->base, s->pipe[0], EV_READ | EV_PERSIST, cmd_cb, s);
 	w->pause_ev = evtimer_new(w->base, resume_cb, w);

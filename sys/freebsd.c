@@ -323,3 +323,46 @@ int sys_readahead(int fd, uint64_t off, size_t len, void *buf, size_t bufsz)
 	}
 	return 0;
 }
+
+/* ---- issue 13: change notification ----
+ * Not here yet: kqueue EVFILT_VNODE (NOTE_WRITE, NOTE_EXTEND, NOTE_ATTRIB,
+ * NOTE_DELETE, NOTE_RENAME) would need a descriptor held open for every
+ * watched directory and file. Without it the open-file cache revalidates
+ * each hit with a stat, as before. */
+int sys_watch_open(void)
+{
+	errno = ENOSYS;
+	return -1;
+}
+
+int sys_watch_dir(int wfd, int dirfd, const char *rel)
+{
+	(void)wfd;
+	(void)dirfd;
+	(void)rel;
+	errno = ENOSYS;
+	return -1;
+}
+
+int sys_watch_file(int wfd, int fd)
+{
+	(void)wfd;
+	(void)fd;
+	errno = ENOSYS;
+	return -1;
+}
+
+void sys_watch_rm(int wfd, int id)
+{
+	(void)wfd;
+	(void)id;
+}
+
+int sys_watch_read(int wfd,
+    void (*fn)(void *arg, int id, const char *name, int what), void *arg)
+{
+	(void)wfd;
+	(void)fn;
+	(void)arg;
+	return -1;
+}

@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <linux/openat2.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -13,7 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
 #include <sys/sendfile.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
@@ -313,4 +316,110 @@ int sys_readahead(int fd, uint64_t off, size_t len, void *buf, size_t bufsz)
 		len -= (size_t)n;
 	}
 	return 0;
+}
+
+/* ---- issue 13: inotify for the open-file cache ---- */
+
+/*
+ * Filesystems where every change goes through this kernel, so inotify
+ * sees it. On network filesystems (NFS, SMB, 9p) and FUSE another
+ * machine or process may change files without an event here.
+ */
+static int fs_is_local(int fd)
+{
+	static const unsigned long local[] = { EXT4_SUPER_MAGIC,
+		XFS_SUPER_MAGIC, BTRFS_SUPER_MAGIC, TMPFS_MAGIC, RAMFS_MAGIC,
+		F2FS_SUPER_MAGIC, OVERLAYFS_SUPER_MAGIC, 0x2fc12fc1 /* zfs */ };
+	struct statfs sf;
+
+	if (fstatfs(fd, &sf) < 0)
+		return 0;
+	for (size_t i = 0; i < sizeof(local) / sizeof(local[0]); i++)
+		if ((unsigned long)sf.f_type == local[i])
+			return 1;
+	return 0;
+}
+
+/* A watch on exactly the inode fd is open on: through /proc/self/fd,
+ * so that no path is resolved twice. */
+static int watch_fd(int wfd, int fd, uint32_t mask)
+{
+	char p[40];
+
+	if (!fs_is_local(fd)) {
+		errno = EOPNOTSUPP;
+		return -1;
+	}
+	snprintf(p, sizeof(p), "/proc/self/fd/%d", fd);
+	return inotify_add_watch(wfd, p, mask);
+}
+
+int sys_watch_open(void)
+{
+	return inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+}
+
+int sys_watch_dir(int wfd, int dirfd, const char *rel)
+{
+	struct open_how how = {
+		.flags = O_PATH | O_DIRECTORY | O_CLOEXEC,
+		.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
+		    RESOLVE_NO_MAGICLINKS,
+	};
+	int fd, wd, e;
+
+	while (*rel == '/')
+		rel++;
+	if (*rel == '\0')
+		rel = ".";
+	fd = (int)syscall(SYS_openat2, dirfd, rel, &how, sizeof(how));
+	if (fd < 0 && errno == ENOSYS) /* before 5.6: no link on the way */
+		fd = open_nofollow_walk(
+		    dirfd, rel, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	wd = watch_fd(wfd, fd,
+	    IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_ATTRIB |
+	        IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR);
+	e = errno;
+	close(fd);
+	errno = e;
+	return wd;
+}
+
+int sys_watch_file(int wfd, int fd)
+{
+	return watch_fd(wfd, fd,
+	    IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_DELETE_SELF |
+	        IN_MOVE_SELF);
+}
+
+void sys_watch_rm(int wfd, int id)
+{
+	(void)inotify_rm_watch(wfd, id);
+}
+
+int sys_watch_read(int wfd,
+    void (*fn)(void *arg, int id, const char *name, int what), void *arg)
+{
+	char buf[8192]
+	    __attribute__((aligned(__alignof__(struct inotify_event))));
+
+	for (;;) {
+		ssize_t n = read(wfd, buf, sizeof(buf));
+		if (n < 0)
+			return errno == EAGAIN ? 0 : errno == EINTR ? 0 : -1;
+		if (n == 0)
+			return -1;
+		for (char *p = buf; p < buf + n;) {
+			struct inotify_event *ev = (struct inotify_event *)p;
+			int what = 0;
+			if (ev->mask & IN_Q_OVERFLOW)
+				what = SYS_WATCH_OVERFLOW;
+			else if (ev->mask & IN_IGNORED)
+				what = SYS_WATCH_GONE;
+			fn(arg, ev->wd, ev->len ? ev->name : NULL, what);
+			p += sizeof(*ev) + ev->len;
+		}
+	}
 }

@@ -75,4 +75,36 @@ int sys_readahead(int fd, uint64_t off, size_t len, void *buf, size_t bufsz);
 ssize_t sys_pread_nowait(int fd, void *buf, size_t len, uint64_t off);
 /* ---- end issue 9 ---- */
 
+/* ---- issue 13: change notification for the open-file cache -----------
+ * One instance per worker: Linux inotify. FreeBSD has none here yet
+ * (kqueue EVFILT_VNODE would need a descriptor held open per watched
+ * directory and file): sys_watch_open fails with ENOSYS there, and the
+ * cache revalidates every hit with a stat instead.
+ *
+ * sys_watch_open: a non-blocking descriptor to poll for reading, or -1.
+ * sys_watch_dir: watch the directory rel beneath dirfd ("" or "." is
+ * dirfd itself) for names created, deleted, moved in or out, or changed
+ * in their attributes, and for the directory itself going. sys_watch_file:
+ * watch the file fd is open on (whatever path it is reached by) for
+ * writes, truncation, attribute changes, deletion and moves. Both return
+ * the watch's id (>= 0; the same id when the object is already watched),
+ * or -1 with errno: ENOSPC the per-user limit (fs.inotify.max_user_watches),
+ * ELOOP a symbolic link on the way (sys_watch_dir), EOPNOTSUPP a
+ * filesystem whose changes may not all be seen (network, FUSE), others.
+ * sys_watch_read hands every pending event to fn(arg, id, name, what):
+ * name is the entry within a watched directory, or NULL for the watched
+ * object itself; returns 0 once the queue is empty, -1 on error. */
+enum {
+	SYS_WATCH_GONE = 1,     /* the watch is removed (object deleted or
+	                         * unmounted): its id means nothing now */
+	SYS_WATCH_OVERFLOW = 2, /* events were lost: trust nothing */
+};
+int sys_watch_open(void);
+int sys_watch_dir(int wfd, int dirfd, const char *rel);
+int sys_watch_file(int wfd, int fd);
+void sys_watch_rm(int wfd, int id);
+int sys_watch_read(int wfd,
+    void (*fn)(void *arg, int id, const char *name, int what), void *arg);
+/* ---- end issue 13 ---- */
+
 #endif
