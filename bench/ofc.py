@@ -13,6 +13,8 @@ Each round runs every workload on both binaries, interleaved (before,
 after, before, ...), --seconds each. CPU per request = the server
 process's utime + stime (/proc/PID/stat) over the run / requests done.
 Prints one row per run and a summary (median, min-max) per workload.
+With --strace: instead, each workload once per binary (wrk -c8, 3 s)
+under strace -c -f on every server thread: syscalls per request.
 """
 
 import argparse
@@ -41,7 +43,8 @@ def run_client(kind, port, seconds, cpu):
     url = f"https://127.0.0.1:{port}"
     if kind.startswith("h1"):
         path = "/1k.txt" if kind == "h1-1k" else "/16k.bin"
-        cmd = ["wrk", "-t1", "-c64", f"-d{seconds}s", "-H", "Host: a.test", url + path]
+        conns = "-c8" if seconds == 3 else "-c64"   # 3: the strace run
+        cmd = ["wrk", "-t1", conns, f"-d{seconds}s", "-H", "Host: a.test", url + path]
     else:
         cmd = ["h2load", "-c8", "-m32", f"-D{seconds}", "--warm-up-time=0",
                url + "/1k.txt"]
@@ -60,11 +63,28 @@ def run_client(kind, port, seconds, cpu):
     return int(m.group(1))
 
 
-def one(binary, kind, root, args):
+def server(binary, root):
     kt.BIN = binary
-    srv = kt.Server(kt.site(), vhost_a=dict(root=str(root)), workers=1,
-                    open_file_cache=1000, access_log=None, log_level="warn",
-                    keepalive_requests=100000000, keepalive_timeout=60)
+    return kt.Server(kt.site(), vhost_a=dict(root=str(root)), workers=1,
+                     open_file_cache=1000, access_log=None, log_level="warn",
+                     keepalive_requests=100000000, keepalive_timeout=60)
+
+
+def syscalls(binary, kind, root, args):
+    srv = server(binary, root)
+    n = []
+    try:
+        run_client(kind, srv.port, 1, args.client_cpu)
+        counts = kt.strace_counts(
+            srv, lambda: n.append(run_client(kind, srv.port, 3, args.client_cpu)))
+    finally:
+        srv.stop()
+    per = {k: v / n[0] for k, v in counts.items() if k != "total" and v / n[0] >= 0.005}
+    return n[0], counts.get("total", 0) / n[0], per
+
+
+def one(binary, kind, root, args):
+    srv = server(binary, root)
     try:
         subprocess.run(["taskset", "-a", "-p", "-c", str(args.server_cpu), str(srv.pid)],
                        check=True, capture_output=True)
@@ -86,10 +106,23 @@ def main():
     ap.add_argument("--server-cpu", type=int, default=0)
     ap.add_argument("--client-cpu", type=int, default=1)
     ap.add_argument("--kinds", default="h1-1k,h1-16k,h2-1k")
+    ap.add_argument("--strace", action="store_true")
     args = ap.parse_args()
     root = kt.site().new_root("bench-ofc")
     (root / "1k.txt").write_bytes(b"x" * 1024)
     (root / "16k.bin").write_bytes(os.urandom(16384))
+    if args.strace:
+        try:
+            for name, binary in (("before", args.before), ("after", args.after)):
+                for kind in args.kinds.split(","):
+                    n, total, per = syscalls(binary, kind, root, args)
+                    top = ", ".join(f"{k} {v:.2f}" for k, v in
+                                    sorted(per.items(), key=lambda x: -x[1]))
+                    print(f"{name:6} {kind:7} {n:7} requests, {total:.2f} syscalls/req: {top}",
+                          flush=True)
+        finally:
+            kt.cleanup()
+        return
     res = {}
     print(f"{'round':>5} {'workload':8} {'binary':6} {'requests':>9} {'us/req':>7}")
     try:

@@ -257,6 +257,33 @@ def line_of(text, needle):
     raise KeyError(needle)
 
 
+
+def strace_counts(srv, work, settle=1.0):
+    """Syscall counts (strace -c, every thread of srv) while work() runs:
+    {name: calls}. Skip when strace is missing or cannot attach."""
+    if shutil.which("strace") is None:
+        raise Skip("strace not installed (apt-get install strace)")
+    out = srv.dir / "strace.txt"
+    args = ["strace", "-f", "-qq", "-c", "-o", str(out)]
+    for t in os.listdir(f"/proc/{srv.pid}/task"):
+        args += ["-p", t]
+    st = subprocess.Popen(args, stderr=subprocess.DEVNULL)
+    time.sleep(settle)
+    try:
+        if st.poll() is not None:
+            raise Skip("strace cannot attach here")
+        work()
+        time.sleep(0.3)
+    finally:
+        st.terminate()
+        st.wait(10)
+    counts = {}
+    for line in out.read_text().splitlines():
+        f = line.split()
+        if len(f) >= 5 and f[-1].isidentifier() and f[3].isdigit():
+            counts[f[-1]] = int(f[3])
+    return counts
+
 class Server:
     """build/kttpd running on a generated config; use as a context manager.
 

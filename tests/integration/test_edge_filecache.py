@@ -198,7 +198,6 @@ def test_truncated_during_transfer():
 
 import random
 import shutil
-import subprocess
 import threading
 
 BASE = 1262304000     # 2010-01-01: every version gets mtime BASE + k
@@ -547,31 +546,6 @@ def test_cache_body_ranges_and_conditionals():
         assert r.status == 200 and r.get("content-length") == "16384" and r.get("etag") == et
 
 
-def _strace_counts(srv, work):
-    if shutil.which("strace") is None:
-        raise kt.Skip("strace not installed")
-    out = srv.dir / "strace.txt"
-    args = ["strace", "-f", "-qq", "-c", "-o", str(out)]
-    for t in os.listdir(f"/proc/{srv.pid}/task"):
-        args += ["-p", t]
-    st = subprocess.Popen(args, stderr=subprocess.DEVNULL)
-    time.sleep(1)
-    try:
-        if st.poll() is not None:
-            raise kt.Skip("strace cannot attach here")
-        work()
-        time.sleep(0.3)
-    finally:
-        st.terminate()
-        st.wait(10)
-    counts = {}
-    for line in out.read_text().splitlines():
-        f = line.split()
-        if len(f) >= 5 and f[-1].isidentifier() and f[3].isdigit():
-            counts[f[-1]] = int(f[3])
-    return counts
-
-
 def test_cache_hit_makes_no_file_syscall():
     """strace -c: 300 hits (HTTP/1.1 keep-alive and HTTP/2, 1 KiB and 16 KiB)
     make no openat, fstatat, fstat, preadv2 or pread."""
@@ -590,7 +564,7 @@ def test_cache_hit_makes_no_file_syscall():
             for i in range(0, 200, 4):
                 sids = [h.request("/s1.txt" if k % 2 else "/s16.bin") for k in range(4)]
                 assert all(r.status == 200 for r in h.finish(sids))
-        counts = _strace_counts(srv, work)
+        counts = kt.strace_counts(srv, work)
     file_calls = {k: v for k, v in counts.items()
                   if k in ("openat", "openat2", "newfstatat", "fstatat64", "statx", "fstat",
                            "preadv2", "pread64", "read_nowait", "close")}

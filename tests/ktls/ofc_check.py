@@ -5,34 +5,13 @@ head in one send and no sendfile; a body too big for it keeps sendfile;
 every byte exact. Prints PASS/FAIL lines and the syscall counts."""
 
 import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 import kt  # noqa: E402
 
 N = 20
-
-
-def counts(srv, work):
-    out = srv.dir / "strace.txt"
-    args = ["strace", "-f", "-qq", "-c", "-o", str(out)]
-    for t in os.listdir(f"/proc/{srv.pid}/task"):
-        args += ["-p", t]
-    st = subprocess.Popen(args, stderr=subprocess.DEVNULL)
-    time.sleep(1)
-    work()
-    time.sleep(0.3)
-    st.terminate()
-    st.wait(10)
-    c = {}
-    for line in out.read_text().splitlines():
-        f = line.split()
-        if len(f) >= 5 and f[-1].isidentifier() and f[3].isdigit():
-            c[f[-1]] = int(f[3])
-    return c
 
 
 def main():
@@ -54,7 +33,7 @@ def main():
                     for _ in range(N):
                         r = c.exchange(kt.request(path))
                         assert r.status == 200 and r.body == data, "bytes differ"
-                got = counts(srv, work)
+                got = kt.strace_counts(srv, work)
             # socket writes are send() (sendto); write() is the access log
             sends = sum(got.get(k, 0) for k in ("sendto", "sendmsg", "writev"))
             sf = got.get("sendfile", 0) + got.get("sendfile64", 0)
