@@ -571,3 +571,39 @@ def test_cache_hit_makes_no_file_syscall():
     assert counts.get("write", 0) > 0 or counts.get("sendto", 0) > 0, \
         f"strace saw no writes: {counts}"
     assert not file_calls, f"file syscalls during 300 cache hits: {file_calls} (all: {counts})"
+
+
+def test_cache_body_limits():
+    """open_file_cache_body: a file one byte over it is read from its fd on
+    every hit, one at it is sent from memory. open_file_cache_memory: three
+    bodies that do not fit together push each other out (read again on each
+    hit, still byte-exact); with room for all three, no read at all."""
+    root = kt.site().new_root("edge-ofc-limits")
+    files = {f"/b{i}.bin": os.urandom(4000) for i in range(3)}
+    files["/over.bin"] = os.urandom(4001)
+    for p, d in files.items():
+        _write(root, p, d)
+    reads = ("preadv2", "pread64", "read_nowait")
+    for memory, want_reads in ((12000, False), (11999, True)):
+        with _churn_server(root, open_file_cache_body=4000,
+                           open_file_cache_memory=memory) as srv, srv.connect() as c:
+            for p in files:
+                _expect(c, p, files[p], "warm")
+
+            def small():
+                for _ in range(10):
+                    for p in ("/b0.bin", "/b1.bin", "/b2.bin"):
+                        _expect(c, p, files[p], f"memory {memory}")
+            got = kt.strace_counts(srv, small)
+            n = sum(got.get(k, 0) for k in reads)
+            if want_reads:
+                assert n >= 20, f"memory {memory} < 3 bodies, yet {n} reads in 30 hits: {got}"
+            else:
+                assert n == 0, f"memory {memory} holds 3 bodies, yet {n} reads: {got}"
+
+            def over():
+                for _ in range(10):
+                    _expect(c, "/over.bin", files["/over.bin"], "over the body limit")
+            got = kt.strace_counts(srv, over)
+            n = sum(got.get(k, 0) for k in reads)
+            assert n >= 10, f"a file over open_file_cache_body: {n} reads in 10 hits: {got}"
