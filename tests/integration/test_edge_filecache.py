@@ -431,12 +431,15 @@ def test_cache_changes_under_load_unwatched():
     print(f"    {stats}")
 
 
-def _inotify_watches_used():
+def _inotify_watches_used(uid=0):
+    """Watches held by uid's processes (the limit is per user)."""
     n = 0
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
             continue
         try:
+            if os.stat(f"/proc/{pid}").st_uid != uid:
+                continue
             for fd in os.listdir(f"/proc/{pid}/fdinfo"):
                 with open(f"/proc/{pid}/fdinfo/{fd}") as fh:
                     n += fh.read().count("inotify wd:")
