@@ -23,9 +23,9 @@ from collections import Counter
 
 import fixtures
 from cases_matrix import MIB, REQUESTS, short
-from checks import (MODE_12, MODE_13, expect_logged, expect_place, new_ua, range_slice,
+from checks import (MODES, expect_logged, expect_place, new_ua, range_slice, rx_counted,
                     ss_tls, wait_counter)
-from fixtures import CIPHERS_12, NO_KTLS_12, NO_KTLS_13, SUITES_13
+from fixtures import CIPHERS_12, MATRIX_13, NO_KTLS_12, NO_KTLS_13, SUITES_13
 from h2client import H2
 from relay import Relay
 from tlsclient import Client
@@ -150,7 +150,7 @@ def h2_serve(site, srv, version, cipher, mode, counters, requests):
 def counters_for(version, ktls):
     if not ktls:
         return {"TlsTxSw": 0, "TlsRxSw": 0, "TlsDecryptError": 0}
-    return {"TlsTxSw": 1, "TlsRxSw": 1 if version == "TLSv1.2" else 0, "TlsDecryptError": 0,
+    return {"TlsTxSw": 1, "TlsRxSw": rx_counted(version), "TlsDecryptError": 0,
             "TlsCurrTxSw": 0}
 
 
@@ -186,7 +186,7 @@ def h1_records(site, servers, version, cipher):
         recs = list(relay.records)
     finally:
         relay.close()
-    mode = MODE_12 if version == "TLSv1.2" else MODE_13
+    mode = MODES[version]
     expect_logged(srv, ua, 2, version, cipher, mode)
     pt = plaintexts(recs[m_setup:m_req], version, cipher, "request phase")
     total = sum(pt)
@@ -210,8 +210,8 @@ def h1_records(site, servers, version, cipher):
 
 
 CASES = []
-for v, ciphers in (("TLSv1.2", CIPHERS_12), ("TLSv1.3", SUITES_13)):
-    m = MODE_12 if v == "TLSv1.2" else MODE_13
+for v, ciphers in (("TLSv1.2", CIPHERS_12), ("TLSv1.3", MATRIX_13)):
+    m = MODES[v]
     for c in ciphers:
         CASES.append((f"h2/matrix/{v}/{short(c)}", h2_case("on", v, c, m),
                       {"version": v, "cipher": c}))
@@ -222,7 +222,7 @@ for v, c in (("TLSv1.2", NO_KTLS_12), ("TLSv1.3", NO_KTLS_13)):
     CASES.append((f"h2/userspace/no-kernel-cipher/{v}",
                   h2_case("on", v, c, "off(cipher-not-offloaded)"), {"version": v, "cipher": c}))
 for v, c in (("TLSv1.2", CIPHERS_12[0]), ("TLSv1.3", SUITES_13[0])):
-    m = MODE_12 if v == "TLSv1.2" else MODE_13
+    m = MODES[v]
     CASES.append((f"records/h2/1MiB/{v}", h2_case("on", v, c, m, [(MIB, None)]),
                   {"version": v, "cipher": c}))
     CASES.append((f"records/h1/1MiB/{v}",

@@ -40,7 +40,7 @@ class Profile:
 
     def build_dir(self):
         """kttpd's build folder (relative to the repo) for this profile."""
-        return "build" if not self.own_root else f"build-{self.name}"
+        return "build" if not self.own_root else f"build-{self.suite}"
 
 
 PROFILES = {p.name: p for p in (

@@ -372,7 +372,7 @@ def build_kttpd(profile, repo=REPO):
     """kttpd compiled inside the profile's root (its OpenSSL and libraries); -> the binary.
 
     The repository is bound at its own path in a private mount namespace, so
-    the build folder (repo/build-PROFILE) is the one the VM sees."""
+    the build folder (repo/build-SUITE) is the one the VM sees."""
     if not profile.own_root:
         return repo / "build" / "kttpd"
     root = rootfs(profile)
