@@ -70,6 +70,7 @@ void conn_sleep(struct conn *c)
 	tv.tv_usec = left % 1000000;
 	event_del(c->ev);
 	event_assign(c->ev, c->w->base, -1, 0, conn_io, c);
+	c->ev_what = 0; /* so the next conn_wait assigns the socket again */
 	event_add(c->ev, &tv);
 }
 

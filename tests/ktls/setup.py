@@ -51,8 +51,8 @@ import profiles  # noqa: E402
 # must exist as modules, the others are loaded where they are modules.
 MODULES = ["virtio_pci", "9pnet_virtio", "9p", "overlay", "aesni_intel",
            "ghash_clmulni_intel", "ghash_generic", "ctr", "gcm", "ccm",
-           "chacha_x86_64", "poly1305_x86_64", "chacha20poly1305", "tls",
-           "inet_diag", "tcp_diag"]
+           "chacha_x86_64", "poly1305_x86_64", "chacha", "chacha_generic",
+           "poly1305_generic", "chacha20poly1305", "tls", "inet_diag", "tcp_diag"]
 REQUIRED = {"9pnet_virtio", "9p", "overlay", "tls", "tcp_diag"}
 
 # What the trixie root filesystem holds: kttpd's build and test needs.
