@@ -132,7 +132,7 @@ def apt_opts(profile):
     opts = ["-o", f"Dir::Etc::SourceList={sl}", "-o", "Dir::Etc::SourceParts=/dev/null",
             "-o", f"Dir::State={d / 'state'}", "-o", f"Dir::Cache={d / 'cache'}",
             "-o", "Dir::State::status=/dev/null", "-o", "APT::Architecture=amd64"]
-    if not any((d / "state" / "lists").glob("*_Packages")):
+    if not any((d / "state" / "lists").glob("*_Packages*")):
         print(f"ktls setup: apt-get update for {profile.suite} (private config in {d})",
               file=sys.stderr)
         run(["apt-get", "-q"] + opts + ["update"])
