@@ -231,3 +231,57 @@ for v, c in (("TLSv1.2", CIPHERS_12[0]), ("TLSv1.3", SUITES_13[0])):
 CASES.append(("records/h2/1MiB/ktls-off/TLSv1.3",
               h2_case("off", "TLSv1.3", SUITES_13[0], "off(disabled)", [(MIB, None)]),
               {"version": "TLSv1.3", "cipher": SUITES_13[0]}))
+
+
+# ---------------------------------------------------------------- KeyUpdate over HTTP/2
+
+def h2_key_update(site, servers):
+    """update_requested between two HTTP/2 requests (TLS 1.3, kTLS TX and, on 3.2+, RX).
+
+    Where the kernel rekeys: every DATA frame after kttpd's KeyUpdate is
+    decrypted, through the relay, up to the server's close_notify. Elsewhere
+    the connection ends without a byte the client cannot decrypt."""
+    from checks import read_to_close
+    from fixtures import CAN
+    from tlsclient import TLSError
+    srv, version, cipher = servers["on"], "TLSv1.3", SUITES_13[0]
+    ua = new_ua("h2-ku")
+    before = fixtures.tls_stat()
+    relay = Relay(srv.port)
+    try:
+        with Client("127.0.0.1", relay.port, version, cipher, alpn=["h2"], timeout=10) as c:
+            h = H2(c)
+            h.setup()
+            h2_fetch_exact(h, site, "/size_16385.bin", ua)
+            c.key_update(requested=True)
+            if CAN["rekey"]:
+                h2_fetch_exact(h, site, MIB, ua)
+                h2_fetch_exact(h, site, "/size_1.bin", ua, "bytes=0-0")
+                h.conn.close_connection()
+                h._flush()
+                c.close_notify()
+                got, how = read_to_close(c)
+                assert how == "closed", f"after GOAWAY and close_notify: {how}"
+                exact, n = "3/3 after the KeyUpdate, all read", 3
+            else:
+                try:
+                    h.get(MIB, ua)
+                    raise AssertionError("the stream after update_requested completed on a stack "
+                                         "that cannot rekey kTLS TX")
+                except (ConnectionError, TLSError) as e:
+                    bad = ("bad record mac", "decryption failed")
+                    assert not any(b in str(e) for b in bad), f"undecryptable bytes: {e}"
+                    exact, n = f"ended ({str(e)[:40]})", 1
+        relay.thread.join(5)
+    finally:
+        relay.close()
+    d = fixtures.delta(before, fixtures.tls_stat())
+    if CAN["rekey"] and "TlsTxRekeyOk" in d:
+        assert d["TlsTxRekeyOk"] == 1, f"TlsTxRekeyOk moved by {d['TlsTxRekeyOk']}"
+    assert d.get("TlsDecryptError", 0) == 0, f"TlsDecryptError moved by {d['TlsDecryptError']}"
+    return {"mode": expect_logged(srv, ua, n, version, cipher, MODES[version]), "proto": "h2",
+            "exact": exact}
+
+
+CASES.append(("h2/key_update/update-requested/TLSv1.3", h2_key_update,
+              {"version": "TLSv1.3", "cipher": SUITES_13[0]}))
