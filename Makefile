@@ -19,7 +19,7 @@ ALL_CFLAGS = -std=gnu11 $(WARN) $(CFLAGS) -pthread \
 LDLIBS    = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lhttp_parser -pthread
 
 UNAME    := $(shell uname -s)
-SYS_SRC   = $(if $(filter FreeBSD,$(UNAME)),sys/freebsd.c,sys/linux.c sys/linux_ulp.c)
+SYS_SRC   = $(if $(filter FreeBSD,$(UNAME)),sys/freebsd.c,sys/linux.c sys/linux_ulp.c sys/linux_rekey.c)
 SRV_SRC   = $(wildcard server/*.c)
 SRC       = $(SRV_SRC) $(SYS_SRC)
 OBJ       = $(patsubst %.c,$(BUILD)/%.o,$(SRC))

@@ -70,6 +70,7 @@ void conn_sleep(struct conn *c)
 	tv.tv_usec = left % 1000000;
 	event_del(c->ev);
 	event_assign(c->ev, c->w->base, -1, 0, conn_io, c);
+	c->ev_what = 0; /* so the next conn_wait assigns the socket again */
 	event_add(c->ev, &tv);
 }
 
@@ -227,25 +228,23 @@ ssize_t conn_recv(struct conn *c, void *buf, size_t len)
 	}
 	ERR_clear_error();
 	n = SSL_read(c->ssl, buf, (int)len);
+	e = n > 0 ? SSL_ERROR_NONE : SSL_get_error(c->ssl, (int)n);
 	/*
 	 * A TLS 1.3 KeyUpdate with update_requested obliges us to rekey our
-	 * sending side before more application data (RFC 8446 4.6.3).
-	 * Neither OpenSSL 3.0 nor Linux before 6.14 can rekey kTLS TX, and
-	 * our send()/SSL_sendfile writes would never send the KeyUpdate
-	 * OpenSSL queued: end the connection (close_notify under the old
-	 * keys is allowed) and say why.
+	 * sending side before more application data (RFC 8446 4.6.3). Our
+	 * send()/SSL_sendfile writes never send the KeyUpdate OpenSSL
+	 * queued: tls_ktls_rekey does where the kernel takes new keys, and
+	 * otherwise the connection ends (close_notify under the old keys
+	 * is allowed), the reason logged.
 	 */
-	if (c->mode.ktls_tx &&
-	    SSL_get_key_update_type(c->ssl) != SSL_KEY_UPDATE_NONE) {
-		log_info("%s: peer requested a TLS 1.3 KeyUpdate; kTLS TX "
-		         "cannot rekey: closing",
-		    c->peer);
+	if (c->mode.ktls_tx && !c->rekey_pending &&
+	    SSL_get_key_update_type(c->ssl) != SSL_KEY_UPDATE_NONE &&
+	    tls_ktls_rekey(c) < 0) {
 		ERR_clear_error();
 		return CONN_EOF;
 	}
 	if (n > 0)
 		return n;
-	e = SSL_get_error(c->ssl, (int)n);
 	switch (e) {
 	case SSL_ERROR_WANT_READ:
 	case SSL_ERROR_WANT_WRITE:
@@ -258,6 +257,13 @@ ssize_t conn_recv(struct conn *c, void *buf, size_t len)
 		char err[160];
 		ERR_error_string_n(ERR_peek_error(), err, sizeof(err));
 		log_debug("%s: TLS read: %s", c->peer, err);
+		if (c->mode.ktls_rx && !tls_rekey_rx_ok())
+			/* issue 14: most likely a peer KeyUpdate whose
+			 * keys OpenSSL could not hand to the kernel */
+			log_info("%s: TLS read failed under kTLS RX (a peer "
+			         "KeyUpdate? this kernel takes no new RX "
+			         "keys): %s",
+			    c->peer, err);
 		ERR_clear_error();
 		c->tls_failed = 1;
 		return CONN_ERROR;
@@ -276,6 +282,8 @@ ssize_t conn_send(struct conn *c, const void *buf, size_t len, int more)
 	ssize_t n;
 	int e;
 
+	if (c->rekey_pending && (e = tls_ktls_rekey(c)) < 1) /* issue 14 */
+		return e == 0 ? CONN_AGAIN : CONN_ERROR;
 	if (c->ssl != NULL && !c->mode.ktls_tx) {
 		ERR_clear_error();
 		n = SSL_write(c->ssl, buf, (int)len);
@@ -311,7 +319,10 @@ ssize_t conn_send(struct conn *c, const void *buf, size_t len, int more)
 ssize_t conn_sendfile(struct conn *c, int fd, uint64_t off, size_t len)
 {
 	ssize_t n;
+	int r;
 
+	if (c->rekey_pending && (r = tls_ktls_rekey(c)) < 1) /* issue 14 */
+		return r == 0 ? CONN_AGAIN : CONN_ERROR;
 	ERR_clear_error();
 	errno = 0;
 	if (c->ssl == NULL) {

@@ -352,6 +352,8 @@ struct conn {
 	struct h2 *h2;           /* set when ALPN chose h2 */
 	struct cl_slot *cl;      /* the client's pinned slot (clientlimit.c) */
 	unsigned cl_over : 1;    /* over client_max_connections: refuse */
+	/* issue 14: our KeyUpdate is not sent yet */
+	unsigned rekey_pending : 1;
 	unsigned nreq;
 	char peer[48];
 	struct sockaddr_storage peer_ss;
@@ -457,6 +459,16 @@ int tls_alpn_h2(struct conn *);
 const char *tls_version(struct conn *);
 const char *tls_cipher(struct conn *);
 void tls_ktls_probe(struct config *);
+/* ---- issue 14: TLS 1.3 KeyUpdate under kTLS (tls_rekey.c) ----
+ * tls_rekey_probe: once at start, what the kernel takes (logged).
+ * tls_ktls_rekey: the peer requested a KeyUpdate on a kTLS TX connection,
+ * or ours is pending (c->rekey_pending): 1 answered and the kernel has
+ * the new keys, 0 try again at the next write (want_write set), -1 end
+ * the connection (tls_failed set when not even close_notify may go). */
+void tls_rekey_probe(void);
+int tls_rekey_rx_ok(void);
+int tls_ktls_rekey(struct conn *);
+/* ---- end issue 14 ---- */
 
 /* ocsp.c: OCSP stapling from a file */
 int ocsp_setup(void *ssl_ctx, const char *server, const char *path);

@@ -41,11 +41,12 @@ void tls_ktls_probe(struct config *cfg)
 	if (!cfg->ktls)
 		log_info("ktls: disabled by config (ktls = false); TLS stays "
 		         "in userspace");
-	else if (kernel_ok)
+	else if (kernel_ok) {
 		log_info("ktls: available: %s; sessions go to the kernel after "
 		         "the handshake",
 		    kernel_why);
-	else
+		tls_rekey_probe(); /* issue 14 */
+	} else
 		log_info("ktls: unavailable: %s; TLS stays in userspace",
 		    kernel_why);
 }

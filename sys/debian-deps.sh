@@ -7,7 +7,7 @@ set -eu
 build="gcc make pkg-config libssl-dev libevent-dev libhttp-parser-dev
        zlib1g-dev libnghttp2-dev libconfuse-dev openssl media-types"
 check="$build curl python3 python3-h2 python3-fusepy nghttp2-client qemu-system-x86 ethtool iproute2
-       clang libclang-rt-14-dev testssl.sh haproxy strace"
+       clang libclang-rt-14-dev testssl.sh haproxy strace debootstrap zstd"
 bench="$check nginx-light lighttpd h2o wrk gnuplot-nox linux-perf"
 
 case "${1:-}" in

@@ -366,3 +366,18 @@ int sys_watch_read(int wfd,
 	(void)arg;
 	return -1;
 }
+
+/* issue 14: FreeBSD's ktls(4) installs a direction's keys once (no TLS 1.3
+ * rekey through TCP_TXTLS_ENABLE on an enabled socket): no probe needed. */
+int sys_ktls_rekey_probe(int *tx, int *rx, char *why, size_t whylen)
+{
+	*tx = *rx = 0;
+	snprintf(why, whylen, "FreeBSD ktls(4) takes keys once");
+	return 0;
+}
+
+int sys_ktls_tx_seq(int fd, uint64_t *seq)
+{
+	errno = ENOTSUP;
+	return -1;
+}

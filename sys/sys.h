@@ -107,4 +107,15 @@ int sys_watch_read(int wfd,
     void (*fn)(void *arg, int id, const char *name, int what), void *arg);
 /* ---- end issue 13 ---- */
 
+/* ---- issue 14: TLS 1.3 KeyUpdate under kTLS ------------------------
+ * sys/linux_rekey.c. Does the kernel take new keys on a kTLS socket that
+ * has some (Linux 6.14+ for TLS 1.3)? Tried once on a loopback TCP pair:
+ * *tx and *rx 1 where it does; 0, or -1 when the probe could not run;
+ * why says what was seen. */
+int sys_ktls_rekey_probe(int *tx, int *rx, char *why, size_t whylen);
+/* The sequence number of the next record fd's kTLS TX will seal (0 just
+ * after new keys). 0, or -1 with errno. */
+int sys_ktls_tx_seq(int fd, uint64_t *seq);
+/* ---- end issue 14 ---- */
+
 #endif

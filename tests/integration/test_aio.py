@@ -179,3 +179,21 @@ def test_aio_close_during_readahead():
             r = kt.curl(srv, "/slow/big", timeout=60)
             assert r.status == 200 and r.body == data
             assert kt.wait_until(lambda: _metric(srv, "kttpd_aio_queue_depth") == 0, 5)
+
+
+def test_aio_keepalive_next_request_after_cold_body():
+    """A body that went through the I/O threads, then the next request on the same
+    keep-alive connection: it is read and answered (the connection watches its
+    socket again after sleeping on the pool)."""
+    with _slow_root("aio-ka") as (root, data):
+        with _server(root, aio_threads=2) as srv:
+            with srv.connect() as c:
+                c.send(kt.request("/slow/big"))
+                r = c.read_response()
+                assert r.status == 200 and hashlib.sha256(r.body).digest() == \
+                    hashlib.sha256(data).digest(), f"cold body: {r.status} {len(r.body)}B"
+                c.send(kt.request("/hot.txt"))
+                r = c.read_response()
+                assert r.status == 200 and len(r.body) == HOT, \
+                    f"next request on the connection: {r.status} {len(r.body)}B"
+            assert _metric(srv, "kttpd_aio_cold_total") > 0, "the body did not go through the pool"

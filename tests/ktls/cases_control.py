@@ -11,8 +11,8 @@ import threading
 
 import fixtures
 from checks import (MODE_12, MODE_13, Bystander, expect_logged, fetch_exact, fresh_exact,
-                    new_ua, read_to_close, wait_counter)
-from fixtures import CIPHERS_12, SUITES_13
+                    new_ua, read_to_close, rx_counted, wait_counter)
+from fixtures import CAN, CIPHERS_12, SUITES_13
 from relay import Relay
 from tlsclient import ALERT, Client, TLSError, free_session
 
@@ -91,28 +91,75 @@ def renegotiation(site, srv, version):
 
 
 # ---------------------------------------------------------------- KeyUpdate
+#
+# What a TLS 1.3 KeyUpdate does depends on the stack (profiles.py):
+#   RX in userspace (OpenSSL 3.0)       OpenSSL takes the client's new keys itself
+#   kTLS RX, kernel cannot rekey (6.12) OpenSSL cannot hand the kernel the client's
+#                                       new keys: a fatal alert (internal_error, under
+#                                       the old TX keys the client still reads), the end
+#   kTLS RX, kernel rekeys (6.14+)      the kernel takes the new RX keys; TLS 1.3 goes on
+# and with update_requested, under kTLS TX, kttpd answers with its own KeyUpdate
+# where the kernel takes new TX keys, else ends the connection cleanly.
+
+KEY_UPDATE_LOGGED = re.compile(r"key.?update", re.I)
+RX_REKEY_FAILS = CAN["tls13_rx"] and not CAN["rekey"]
+
+
+def rekey_counters(before, tx, rx):
+    """Linux 6.14+ counts rekeys in tls_stat (TlsTxRekeyOk, TlsRxRekeyOk): check them there."""
+    d = fixtures.delta(before, fixtures.tls_stat())
+    want = {k: n for k, n in (("TlsTxRekeyOk", tx), ("TlsRxRekeyOk", rx)) if k in d}
+    got = {k: d[k] for k in want}
+    assert got == want, f"tls_stat rekey counters moved {got}, expected {want}"
+    for k in ("TlsTxRekeyError", "TlsRxRekeyError"):
+        assert d.get(k, 0) == 0, f"{k} moved by {d[k]}"
+    return " ".join(f"{k[3:]}+{n}" for k, n in got.items())
+
+
+def ended_by_alert(site, srv, version, ua, requested):
+    """RX_REKEY_FAILS: after our KeyUpdate, nothing but a readable alert, then the end."""
+    srv.new_errors()
+    with connect(srv, version, timeout=5) as c:
+        fetch_exact(c, site, REQ, ua)
+        c.key_update(requested=requested)
+        c.write(f"GET {MIB} HTTP/1.1\r\nHost: localhost\r\nUser-Agent: {ua}\r\n\r\n".encode())
+        got, how = read_to_close(c)
+    assert got == b"", f"{len(got)} bytes came back after a KeyUpdate the kernel cannot follow"
+    # the alert was decrypted: sealed with keys the client still had
+    assert how == "closed" or "alert internal error" in how, f"after the KeyUpdate: {how}"
+    logs = srv.new_errors()
+    assert any(KEY_UPDATE_LOGGED.search(line) for line in logs), (
+        f"no error log line gives KeyUpdate as the reason; new log lines: {logs[-3:]}")
+    return {"mode": expect_logged(srv, ua, 1, version, CIPHER[version], MODE[version]),
+            "exact": "ended: no kTLS RX rekey"}
+
 
 def key_update_not_requested(site, srv, version):
     ua = new_ua("ku")
+    if RX_REKEY_FAILS:
+        return ended_by_alert(site, srv, version, ua, requested=False)
+    before = fixtures.tls_stat()
     with connect(srv, version) as c:
         fetch_exact(c, site, REQ, ua)
         c.key_update(requested=False)
         fetch_exact(c, site, MIB, ua)       # the KeyUpdate leaves before this request
         c.key_update(requested=False)
         fetch_exact(c, site, REQ, ua, "bytes=5-16000")
+    rekeys = rekey_counters(before, 0, 2 if CAN["tls13_rx"] else 0)
     return {"mode": expect_logged(srv, ua, 3, version, CIPHER[version], MODE[version]),
-            "exact": "3/3"}
-
-
-KEY_UPDATE_LOGGED = re.compile(r"key.?update", re.I)
+            "exact": "3/3" + (f" ({rekeys})" if rekeys else "")}
 
 
 def key_update_requested(path):
-    """The kernel cannot rekey kTLS TX: a clean end, with no record our client cannot decrypt.
+    """update_requested under kTLS TX: answered where the kernel takes new TX keys, else a clean end.
 
     path picks the server's write path for the answer: a small body goes by
-    one SSL_write, a larger one by send(MSG_MORE) + SSL_sendfile."""
+    one send(), a larger one by send(MSG_MORE) + SSL_sendfile."""
     def body(site, srv, version):
+        if RX_REKEY_FAILS:
+            return ended_by_alert(site, srv, version, new_ua("ku-req"), requested=True)
+        if CAN["rekey"]:
+            return key_update_answered(site, srv, version, path)
         ua = new_ua("ku-req")
         srv.new_errors()
         with connect(srv, version, timeout=5) as c:
@@ -127,15 +174,52 @@ def key_update_requested(path):
                            "without a KeyUpdate of its own (RFC 8446 4.6.3) and kept the connection "
                            "open (idle 5 s)")
         assert how == "closed", f"after KeyUpdate(update_requested): {len(got)} bytes, then {how}"
-        if got:  # a server that could rekey may answer; it must be exact
-            assert data == site.data[path], f"answer after KeyUpdate not exact ({len(got)} bytes)"
+        assert not got, f"{len(got)} bytes answered on a stack that cannot rekey kTLS TX"
         mode = expect_logged(srv, ua, 1, version, CIPHER[version], MODE[version])
         logs = srv.new_errors()
         assert any(KEY_UPDATE_LOGGED.search(line) for line in logs), (
             "the connection ended cleanly, but no error log line gives KeyUpdate as the reason; "
             f"new log lines: {logs[-3:]}")
-        return {"mode": mode, "exact": "closed clean" if not got else "yes"}
+        return {"mode": mode, "exact": "closed clean"}
     return body
+
+
+def key_update_answered(site, srv, version, path):
+    """The kernel rekeys: kttpd's KeyUpdate, then every response under the new keys.
+
+    Through the relay, which passes on every byte the server sends: the client
+    decrypts each response after the KeyUpdate, and at the end our
+    close_notify is answered by the server's, so no record under the old keys
+    followed the server's KeyUpdate (the client would fail on it: bad record
+    mac). Then a second update_requested on the same connection."""
+    ua = new_ua("ku-ans")
+    srv.new_errors()
+    before = fixtures.tls_stat()
+    relay = Relay(srv.port)
+    try:
+        with connect(srv, version, port=relay.port, timeout=10) as c:
+            fetch_exact(c, site, REQ, ua)
+            mark = relay.mark()
+            c.key_update(requested=True)
+            fetch_exact(c, site, path, ua)
+            fetch_exact(c, site, MIB, ua, "bytes=4097-1000000")
+            c.key_update(requested=True)
+            fetch_exact(c, site, "/size_1.bin", ua)
+            fetch_exact(c, site, path, ua)
+            c.close_notify()
+            got, how = read_to_close(c)
+        relay.thread.join(5)
+        after = relay.records[mark:]
+    finally:
+        relay.close()
+    assert (got, how) == (b"", "closed"), f"after our close_notify: {len(got)} bytes, {how}"
+    assert after and all(t == 23 for t, _ in after), f"record types after the KeyUpdate: {after[:5]}"
+    logs = srv.new_errors()
+    answered = [line for line in logs if "KeyUpdate answered" in line]
+    assert len(answered) == 2, f"{len(answered)} 'KeyUpdate answered' log lines, expected 2: {logs[-3:]}"
+    rekeys = rekey_counters(before, 2, 2)
+    return {"mode": expect_logged(srv, ua, 5, version, CIPHER[version], MODE[version]),
+            "exact": f"5/5, {len(after)} rec after, all read ({rekeys})"}
 
 
 def key_update_requested_userspace(site, servers):
@@ -264,7 +348,9 @@ def concurrent(site, servers):
     assert len(entries) == N_CONCURRENT, f"{len(entries)} access log lines"
     assert modes == sorted({MODE_12, MODE_13}), f"modes logged: {modes}"
     d = wait_counter("TlsCurrTxSw", 0, before)
-    want = {"TlsTxSw": N_CONCURRENT, "TlsRxSw": N_CONCURRENT // 2, "TlsDecryptError": 0}
+    want = {"TlsTxSw": N_CONCURRENT,
+            "TlsRxSw": sum(rx_counted(("TLSv1.2", "TLSv1.3")[i % 2]) for i in range(N_CONCURRENT)),
+            "TlsDecryptError": 0}
     got = {k: d.get(k, 0) for k in want}
     assert got == want, f"tls_stat moved {got}, expected {want}"
     return {"mode": " / ".join(modes), "exact": f"{len(exact)}/{N_CONCURRENT}"}
@@ -293,5 +379,8 @@ for v in ("TLSv1.2", "TLSv1.3"):
     add("alert/warning", v, warning_alert)
     add("alert/fatal", v, fatal_alert)
 add("corrupt-record/TLSv1.2-kernel-rx", "TLSv1.2", corrupt_record, decrypt_errors=1)
-add("corrupt-record/TLSv1.3-userspace-rx", "TLSv1.3", corrupt_record)
+if CAN["tls13_rx"]:
+    add("corrupt-record/TLSv1.3-kernel-rx", "TLSv1.3", corrupt_record, decrypt_errors=1)
+else:
+    add("corrupt-record/TLSv1.3-userspace-rx", "TLSv1.3", corrupt_record)
 CASES.append(("concurrent/50-mixed", concurrent, {"version": "both", "cipher": "all six"}))

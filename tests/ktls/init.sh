@@ -1,8 +1,11 @@
 #!/bin/busybox sh
 # shellcheck shell=dash
 # /init of the kTLS VM's initramfs (busybox). Loads the modules, puts a
-# writable tmpfs overlay on the host's root (9p tag "hostroot", read-only),
-# and runs /ktls-job/cmd.sh (9p tag "job", read-write) chrooted in it.
+# writable tmpfs overlay on the root it is given (9p tag "hostroot",
+# read-only: the host's / or a profile's own root filesystem), and runs
+# /ktls-job/cmd.sh (9p tag "job", read-write) chrooted in it.
+# job/mounts lists further read-only 9p shares, one "TAG PATH" a line,
+# mounted at PATH in the overlay (the repository, for a root of its own).
 # stdout, stderr and the exit status go back through the job share:
 #   job/started  job/stdout  job/stderr  job/rc
 # Then the VM powers off. Anything that goes wrong before the command runs
@@ -44,6 +47,12 @@ mount -t devpts devpts $r/dev/pts
 mount -t tmpfs shm $r/dev/shm
 mount -t tmpfs -o mode=0755 run $r/run
 mount --bind /job $r/ktls-job
+if test -f /job/mounts; then
+	while read -r tag path; do
+		mkdir -p "$r$path"
+		mount -t 9p -o "$opts,ro,cache=loose" "$tag" "$r$path" || fail "mount $tag"
+	done </job/mounts
+fi
 ip link set lo up
 
 echo started >/job/started

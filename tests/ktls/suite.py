@@ -7,6 +7,8 @@ table, then `N passed, N failed, N skipped`; exits 1 on any failure.
 """
 
 import argparse
+import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -43,8 +45,14 @@ def main():
     counts = {"PASS": 0, "FAIL": 0, "SKIP": 0}
     rows = []
 
+    prof = fixtures.PROFILE
+    print(f"ktls profile {prof.name}: {prof.title}; kernel {os.uname().release}; "
+          f"{subprocess.run(['openssl', 'version'], capture_output=True, text=True).stdout.strip()}; "
+          f"expects {prof.can}", flush=True)
+
     def record(outcome, name, why=""):
         counts[outcome] += 1
+        name = f"{prof.name}/{name}"
         print(f"{outcome} {name}" + (f": {why}" if outcome != "PASS" else ""), flush=True)
 
     if fixtures.tls_stat() == {}:
@@ -85,7 +93,7 @@ def main():
             srv.stop()
     print()
     print_table(rows)
-    print(f"suite took {time.monotonic() - t0:.1f}s in the VM")
+    print(f"{prof.name}: suite took {time.monotonic() - t0:.1f}s in the VM")
     print(f"{counts['PASS']} passed, {counts['FAIL']} failed, {counts['SKIP']} skipped")
     return 1 if counts["FAIL"] else 0
 
