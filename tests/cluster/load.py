@@ -217,7 +217,15 @@ def worker(args, source, proto, manifest, records, lock, stop):
                 st, body = conn.get("/id/node.txt")
                 node = body.decode().strip() if st == 200 else None
                 ok, err = st == 200 and node is not None, None if st == 200 else f"status {st}"
-            except (Failed, Unprocessed, ssl.SSLError, OSError) as e:
+            except Unprocessed as e:
+                # A GOAWAY (reload, drain) refused the first stream of a
+                # fresh connection: never processed, so safe to retry on a
+                # new connection (RFC 9113 6.8), as browsers and curl do.
+                if conn:
+                    conn.close()
+                conn = None
+                continue
+            except (Failed, ssl.SSLError, OSError) as e:
                 ok, err = False, f"connect/id: {type(e).__name__}: {e}"
                 if conn:
                     conn.close()
