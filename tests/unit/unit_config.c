@@ -364,8 +364,7 @@ static void valid_listens(struct config *cfg)
 		    tls4->ss.ss_family, AF_INET);
 		CHECK_STR("config_valid:vhost_by_name(WWW.A.TEST:8443)",
 		    config_vhost_by_name(tls4, "WWW.A.TEST:8443", 15)
-		        ? config_vhost_by_name(tls4, "WWW.A.TEST:8443", 15)
-		              ->name
+		        ? config_vhost_by_name(tls4, "WWW.A.TEST:8443", 15)->name
 		        : NULL,
 		    "a.test");
 		CHECK("config_valid:vhost_by_name(b.test.)",
@@ -729,8 +728,8 @@ static void root_file_message(void)
  */
 static void same_listen_twice(void)
 {
-	static const char text[] =
-	    SRV_OPEN "\tlisten = { \"8080\", \"*:8080\" }\n" ROOT "}\n";
+	static const char text[] = SRV_OPEN
+	    "\tlisten = { \"8080\", \"*:8080\" }\n" ROOT "}\n";
 	static const char name[] =
 	    "config_load[same_listen_twice]->NULL_or_once";
 	char path[128], err[4096];

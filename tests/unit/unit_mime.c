@@ -65,8 +65,8 @@ static void builtins(void)
 		{ "/a", DEF },
 		{ "/", DEF },
 		{ "", DEF },
-		{ "/.profile",
-		    DEF }, /* a dotfile: "profile" is no known type */
+		{ "/.profile", DEF }, /* a dotfile: "profile" is no known type
+		                       */
 		{ "/dir/.hidden", DEF },
 		{ "/a.b/c", DEF }, /* the dot is in a directory name */
 		{ "/a.html/", DEF },
@@ -166,8 +166,8 @@ static void many(void)
 		return;
 	}
 	for (int i = 0; i < N; i++)
-		n +=
-		    (size_t)sprintf(text + n, "type/n%d ext%d E%dx\n", i, i, i);
+		n += (size_t)sprintf(
+		    text + n, "type/n%d ext%d E%dx\n", i, i, i);
 	if (write_temp(path, sizeof(path), text) < 0) {
 		free(text);
 		SKIP("mime_load[3000_types]", "cannot write a temporary file");

@@ -282,8 +282,8 @@ static void hidden_table(void)
 		{ "/.well-known/.hidden", 1 },
 		{ "/.well-known/a/.git/config", 1 },
 		{ "/a/.well-known/x", 1 }, /* only at the top */
-		{ "/.well-knownx/y", 1 },
-		{ "/.Well-Known/x", 1 }, /* case matters */
+		{ "/.well-knownx/y", 1 }, { "/.Well-Known/x", 1 }, /* case
+		                                                      matters */
 	};
 
 	for (size_t i = 0; i < NELEM(cases); i++)

@@ -7,10 +7,8 @@
 static const char *render(enum range_result r, uint64_t first, uint64_t last)
 {
 	switch (r) {
-	case RANGE_NONE:
-		return "NONE";
-	case RANGE_UNSATISFIABLE:
-		return "416";
+	case RANGE_NONE: return "NONE";
+	case RANGE_UNSATISFIABLE: return "416";
 	case RANGE_OK:
 		return tname("%llu-%llu", (unsigned long long)first,
 		    (unsigned long long)last);
