@@ -7,6 +7,9 @@
  * connection polls nothing (HTTP/1: state CS_AIO; HTTP/2: its writer is
  * paused, so all its streams wait, and other connections go on).
  *
+ * The worker resumes the connection through its protocol's table
+ * (c->proto->io with EV_WRITE), so this file names no protocol.
+ *
  * A finished job goes back through the worker's pipe: worker bases are
  * made with EVENT_BASE_FLAG_NOLOCK, so event_active() from another thread
  * is not allowed. The pointer write is atomic (< PIPE_BUF) and the pipe
@@ -157,12 +160,7 @@ static void done_cb(evutil_socket_t fd, short what, void *arg)
 				continue;
 			c->aio = NULL;
 			c->aio_trust = 1;
-			if (c->h2 != NULL)
-				h2_io(c, EV_WRITE);
-			else {
-				c->state = CS_WRITE;
-				h1_write(c);
-			}
+			c->proto->io(c, EV_WRITE); /* whoever waited: resume */
 		}
 	}
 }

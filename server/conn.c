@@ -2,7 +2,9 @@
  * conn.c: a connection's life: TLS handshake, waiting with a deadline,
  * reads through SSL_read (or recv on a plain listener), and the close,
  * clean (close_notify, then a short drain of unread input so our last
- * response is not destroyed by a reset) or abrupt.
+ * response is not destroyed by a reset) or abrupt. It knows no protocol:
+ * after the handshake it calls the one ALPN chose through c->proto
+ * (struct conn_proto), from the table main registered.
  */
 #define _GNU_SOURCE
 #include "kttpd.h"
@@ -21,12 +23,36 @@
 static void conn_io(evutil_socket_t fd, short what, void *arg);
 static void conn_begin(struct conn *c);
 
+atomic_long conn_count; /* open connections, all workers */
+
+/* Set once by main before the workers start; read-only afterwards. */
+static const struct conn_proto *proto_h1, *proto_h2;
+
+void conn_protocols(const struct conn_proto *h1, const struct conn_proto *h2)
+{
+	proto_h1 = h1;
+	proto_h2 = h2;
+}
+
 int64_t conn_now_us(struct conn *c)
 {
 	struct timeval tv;
 
 	event_base_gettimeofday_cached(c->w->base, &tv);
 	return (int64_t)tv.tv_sec * 1000000 + tv.tv_usec;
+}
+
+const char *conn_date(struct conn *c)
+{
+	struct worker *w = c->w;
+	struct timeval tv;
+
+	event_base_gettimeofday_cached(w->base, &tv);
+	if (tv.tv_sec != w->date_t) {
+		w->date_t = tv.tv_sec;
+		date_format(tv.tv_sec, w->date, sizeof(w->date));
+	}
+	return w->date;
 }
 
 void conn_deadline(struct conn *c, long seconds)
@@ -109,7 +135,7 @@ void conn_accept(struct worker *w, struct listen_addr *la, int fd,
 	    salen < sizeof(c->peer_ss) ? salen : sizeof(c->peer_ss));
 	TAILQ_INSERT_TAIL(&w->conns, c, link);
 	w->nconns++;
-	atomic_fetch_add(&kt_nconns, 1);
+	atomic_fetch_add(&conn_count, 1);
 	sys_conn_setup(fd);
 	if (la->proxy) {
 		c->state = CS_PROXY;
@@ -137,6 +163,7 @@ static void conn_begin(struct conn *c)
 		conn_deadline(c, c->cfg->handshake_timeout);
 	} else {
 		METRIC_ADD(&c->w->m, h1, 1);
+		c->proto = proto_h1;
 		c->state = CS_READ;
 		conn_deadline(c, c->cfg->header_timeout);
 	}
@@ -195,17 +222,16 @@ static void conn_handshake(struct conn *c)
 		    c->mode.ktls_rx, tls_why[c->mode.why]);
 		c->state = CS_READ;
 		conn_deadline(c, c->cfg->header_timeout);
-		if (tls_alpn_h2(c)) {
-			if (h2_start(c) < 0) {
-				conn_close(c);
-				return;
-			}
-			METRIC_ADD(&c->w->m, h2, 1);
-			h2_io(c, EV_READ);
-		} else {
-			METRIC_ADD(&c->w->m, h1, 1);
-			h1_read(c);
+		c->proto = tls_alpn_h2(c) ? proto_h2 : proto_h1;
+		if (c->proto->start != NULL && c->proto->start(c) < 0) {
+			conn_close(c);
+			return;
 		}
+		if (c->proto == proto_h2)
+			METRIC_ADD(&c->w->m, h2, 1);
+		else
+			METRIC_ADD(&c->w->m, h1, 1);
+		c->proto->io(c, EV_READ);
 		break;
 	case 0: conn_wait(c, c->want_write ? EV_WRITE : EV_READ); break;
 	default: metrics_handshake(c, 0); conn_close(c);
@@ -401,13 +427,14 @@ static void conn_io(evutil_socket_t fd, short what, void *arg)
 		"send", "disk read", "linger" };
 
 	(void)fd;
-	if (c->h2 != NULL && c->state != CS_LINGER) {
-		h2_io(c, what);
-		return;
-	}
 	if (c->state == CS_PROXY && (what & EV_TIMEOUT) &&
 	    conn_now_us(c) < c->deadline_us) {
 		proxy_read(c); /* the poll timer, not the deadline */
+		return;
+	}
+	if ((what & EV_TIMEOUT) && c->state != CS_LINGER &&
+	    c->proto != NULL && c->proto->timeout != NULL) {
+		c->proto->timeout(c); /* HTTP/2: GOAWAY first */
 		return;
 	}
 	if (what & EV_TIMEOUT) {
@@ -420,10 +447,8 @@ static void conn_io(evutil_socket_t fd, short what, void *arg)
 	switch (c->state) {
 	case CS_HANDSHAKE: conn_handshake(c); break;
 	case CS_PROXY: proxy_read(c); break;
-	case CS_READ: h1_read(c); break;
-	case CS_WRITE: h1_write(c); break;
-	case CS_AIO: break; /* only the deadline wakes us here */
 	case CS_LINGER: linger_read(c); break;
+	default: c->proto->io(c, what); /* the protocol's states */
 	}
 }
 
@@ -433,7 +458,8 @@ void conn_close(struct conn *c)
 
 	event_free(c->ev);
 	aio_cancel(c); /* a readahead in flight finds nobody */
-	h2_free(c);
+	if (c->proto != NULL)
+		c->proto->free(c);
 	if (c->ssl != NULL) {
 		/* a peer that just went away leaves its session resumable;
 		 * OpenSSL drops it from the cache only after a TLS error */
@@ -444,17 +470,21 @@ void conn_close(struct conn *c)
 	}
 	close(c->fd);
 	cl_conn_close(c);
-	if (c->req != NULL)
-		req_free(c->req);
 	free(c->rbuf);
 	free(c->wbuf);
 	TAILQ_REMOVE(&w->conns, c, link);
 	w->nconns--;
-	atomic_fetch_sub(&kt_nconns, 1);
+	atomic_fetch_sub(&conn_count, 1);
 	config_unref(c->cfg);
 	free(c);
 	if (w->stopping && w->nconns == 0)
 		event_base_loopexit(w->base, NULL);
+}
+
+/* A protocol that can announce its end (HTTP/2's GOAWAY). */
+static int can_announce(const struct conn *c)
+{
+	return c->proto != NULL && c->proto->shutdown != NULL;
 }
 
 /*
@@ -468,8 +498,22 @@ void conn_reload(struct worker *w)
 
 	for (c = TAILQ_FIRST(&w->conns); c != NULL; c = next) {
 		next = TAILQ_NEXT(c, link);
-		if (c->h2 != NULL && c->cfg != w->cfg)
-			h2_shutdown(c);
+		if (can_announce(c) && c->cfg != w->cfg)
+			c->proto->shutdown(c);
+	}
+}
+
+/* A drain begins (health.c): HTTP/2 connections get a GOAWAY (open
+ * streams finish); HTTP/1.1 ones say Connection: close on their next
+ * response, so an idle one is never closed under a request. */
+void conn_drain(struct worker *w)
+{
+	struct conn *c, *next;
+
+	for (c = TAILQ_FIRST(&w->conns); c != NULL; c = next) {
+		next = TAILQ_NEXT(c, link);
+		if (can_announce(c) && c->state != CS_LINGER)
+			c->proto->shutdown(c);
 	}
 }
 
@@ -481,8 +525,8 @@ void conn_shutdown_idle(struct worker *w)
 	for (c = TAILQ_FIRST(&w->conns); c != NULL; c = next) {
 		next = TAILQ_NEXT(c, link);
 		c->keepalive = 0;
-		if (c->h2 != NULL)
-			h2_shutdown(c);
+		if (can_announce(c))
+			c->proto->shutdown(c);
 		else if (c->state == CS_HANDSHAKE ||
 		    (c->state == CS_READ && c->rlen == 0))
 			conn_finish(c, 0);

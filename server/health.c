@@ -84,20 +84,7 @@ int health_drain_over(const struct config *cfg)
 	}
 	if (now - began_us >= (int64_t)cfg->drain_timeout * 1000000)
 		return 1;
-	return cfg->drain_idle > 0 && atomic_load(&kt_nconns) == 0 &&
+	return cfg->drain_idle > 0 && atomic_load(&conn_count) == 0 &&
 	    now - busy_us >= (int64_t)cfg->drain_idle * 1000000;
 }
 
-/* In each worker when a drain begins: HTTP/2 connections get a GOAWAY
- * (open streams finish); HTTP/1.1 ones say Connection: close on their
- * next response, so an idle one is never closed under a request. */
-void health_drain_worker(struct worker *w)
-{
-	struct conn *c, *next;
-
-	for (c = TAILQ_FIRST(&w->conns); c != NULL; c = next) {
-		next = TAILQ_NEXT(c, link);
-		if (c->h2 != NULL && c->state != CS_LINGER)
-			h2_shutdown(c);
-	}
-}

@@ -317,6 +317,8 @@ static void append(char *buf, size_t cap, size_t *n, const char *fmt, ...)
 }
 
 /* Build the response head in c->wbuf, then start sending. */
+static void h1_write(struct conn *c);
+
 static void respond(struct conn *c)
 {
 	struct request *r = c->req;
@@ -342,7 +344,7 @@ static void respond(struct conn *c)
 	    req_reason(r->status));
 	if (c->cfg->server_tokens)
 		append(c->wbuf, cap, &n, "Server: kttpd\r\n");
-	append(c->wbuf, cap, &n, "Date: %s\r\n", worker_date(c->w));
+	append(c->wbuf, cap, &n, "Date: %s\r\n", conn_date(c));
 	if (r->head_fixed != NULL && r->status == 200 &&
 	    n + r->head_fixed_len < cap) { /* issue 13: built once per file */
 		memcpy(c->wbuf + n, r->head_fixed, r->head_fixed_len);
@@ -464,7 +466,7 @@ static void request(struct conn *c, size_t len, int status)
 	respond(c);
 }
 
-void h1_read(struct conn *c)
+static void h1_read(struct conn *c)
 {
 	for (;;) {
 		ssize_t n = c->rbuf ? scan(c) : 0;
@@ -533,7 +535,7 @@ static void done(struct conn *c)
 		conn_wait(c, EV_READ);
 }
 
-void h1_write(struct conn *c)
+static void h1_write(struct conn *c)
 {
 	switch (body_send(c)) {
 	case BODY_DONE: done(c); break;
@@ -546,3 +548,32 @@ void h1_write(struct conn *c)
 	case BODY_ERROR: conn_close(c); break;
 	}
 }
+
+/* conn.c calls us in our states: reading a head, writing a response, and
+ * waiting for the readahead pool (only its completion wakes CS_AIO: the
+ * connection sleeps on no socket meanwhile). */
+static void h1_io(struct conn *c, short what)
+{
+	(void)what;
+	switch (c->state) {
+	case CS_READ: h1_read(c); break;
+	case CS_AIO:
+		c->state = CS_WRITE;
+		h1_write(c);
+		break;
+	default: h1_write(c);
+	}
+}
+
+static void h1_free(struct conn *c)
+{
+	if (c->req != NULL)
+		req_free(c->req);
+	c->req = NULL;
+}
+
+const struct conn_proto h1_proto = {
+	.name = "http/1.1",
+	.io = h1_io,
+	.free = h1_free,
+};

@@ -373,7 +373,7 @@ static void respond(struct conn *c, struct stream *s)
 	add_header(nv, &n, ":status", status);
 	if (c->cfg->server_tokens)
 		add_header(nv, &n, "server", "kttpd");
-	add_header(nv, &n, "date", worker_date(c->w));
+	add_header(nv, &n, "date", conn_date(c));
 	if (r->status != 304) {
 		date_u64(clen, r->clen, 10);
 		add_header(nv, &n, "content-type", r->ctype);
@@ -662,6 +662,8 @@ static int recv_input(struct conn *c)
 	}
 }
 
+static void h2_shutdown(struct conn *c);
+
 /* Decide what to wait for, and how long, after each turn. */
 static void h2_next(struct conn *c, int w)
 {
@@ -701,14 +703,20 @@ static void h2_next(struct conn *c, int w)
 	conn_wait(c, what);
 }
 
-void h2_io(struct conn *c, short what)
+/* Idle or stalled past the deadline: say so, then go. */
+static void h2_timeout(struct conn *c)
+{
+	nghttp2_session_terminate_session(c->h2->ng, NGHTTP2_NO_ERROR);
+	flush(c);
+	conn_finish(c, 0);
+}
+
+static void h2_io(struct conn *c, short what)
 {
 	int w;
 
-	if (what & EV_TIMEOUT) { /* idle or stalled: say so, then go */
-		nghttp2_session_terminate_session(c->h2->ng, NGHTTP2_NO_ERROR);
-		flush(c);
-		conn_finish(c, 0);
+	if (what & EV_TIMEOUT) {
+		h2_timeout(c);
 		return;
 	}
 	if (recv_input(c) < 0) {
@@ -772,7 +780,7 @@ fail:
 }
 
 /* Shutdown or reload of the worker: GOAWAY, let open streams finish. */
-void h2_shutdown(struct conn *c)
+static void h2_shutdown(struct conn *c)
 {
 	struct h2 *h = c->h2;
 
@@ -785,7 +793,7 @@ void h2_shutdown(struct conn *c)
 	h2_next(c, flush(c));
 }
 
-void h2_free(struct conn *c)
+static void h2_free(struct conn *c)
 {
 	struct h2 *h = c->h2;
 	struct stream *s;
@@ -799,3 +807,12 @@ void h2_free(struct conn *c)
 	free(h);
 	c->h2 = NULL;
 }
+
+const struct conn_proto h2_proto = {
+	.name = "h2",
+	.start = h2_start,
+	.io = h2_io,
+	.timeout = h2_timeout,
+	.shutdown = h2_shutdown,
+	.free = h2_free,
+};

@@ -349,7 +349,8 @@ struct conn {
 	unsigned tls_failed : 1; /* fatal TLS error: no close_notify */
 	unsigned aio_trust : 1;  /* the pool just read the bytes: no question */
 	struct aio_job *aio;     /* in flight for us, or NULL */
-	struct h2 *h2;           /* set when ALPN chose h2 */
+	const struct conn_proto *proto; /* HTTP/1.1 or h2, NULL before */
+	struct h2 *h2;           /* http2.c's state when proto is h2 */
 	struct cl_slot *cl;      /* the client's pinned slot (clientlimit.c) */
 	unsigned cl_over : 1;    /* over client_max_connections: refuse */
 	/* issue 14: our KeyUpdate is not sent yet */
@@ -421,16 +422,28 @@ void listeners_close_unused(void);
 
 /* worker.c */
 void worker_metrics_sum(struct metrics *);
-extern atomic_long kt_nconns; /* open connections, all workers */
 int worker_start_all(struct config *);
 void worker_reload_all(struct config *);
 void worker_stop_all(void);
 void worker_drain_all(void);
 void worker_flush_logs(void);
 void worker_join_all(void);
-const char *worker_date(struct worker *);
 
-/* conn.c */
+/* conn.c: the connection, which knows no protocol. It calls the one ALPN
+ * chose (HTTP/1.1 without TLS or ALPN) through this table, registered by
+ * main at start-up with conn_protocols(). */
+struct conn_proto {
+	const char *name;
+	int (*start)(struct conn *); /* NULL, or its state: 0, -1 close */
+	void (*io)(struct conn *, short what); /* readable/writable; the
+	          readahead pool calls it with EV_WRITE when its bytes are in */
+	void (*timeout)(struct conn *);  /* NULL: conn logs and closes */
+	void (*shutdown)(struct conn *); /* reload, drain, stop: announce the
+	          end (GOAWAY); NULL: nothing to say, closed when idle */
+	void (*free)(struct conn *);     /* what the protocol holds */
+};
+void conn_protocols(const struct conn_proto *h1, const struct conn_proto *h2);
+extern atomic_long conn_count; /* open connections, all workers */
 void conn_accept(struct worker *, struct listen_addr *, int fd,
     struct sockaddr *, socklen_t);
 enum { CONN_EOF = 0, CONN_ERROR = -1, CONN_AGAIN = -2 };
@@ -438,6 +451,7 @@ void conn_close(struct conn *);
 void conn_finish(struct conn *, int linger);
 void conn_shutdown_idle(struct worker *);
 void conn_reload(struct worker *);
+void conn_drain(struct worker *);
 void conn_wait(struct conn *, short what);
 void conn_sleep(struct conn *);
 void conn_deadline(struct conn *, long seconds);
@@ -445,6 +459,7 @@ ssize_t conn_recv(struct conn *, void *buf, size_t len);
 ssize_t conn_send(struct conn *, const void *buf, size_t len, int more);
 ssize_t conn_sendfile(struct conn *, int fd, uint64_t off, size_t len);
 int64_t conn_now_us(struct conn *);
+const char *conn_date(struct conn *); /* the Date field, once a second */
 
 /* tls.c */
 int tls_init(void);
@@ -489,8 +504,7 @@ struct ticket_stats {
 void ticket_stats(struct ticket_stats *);
 
 /* http1.c */
-void h1_read(struct conn *);
-void h1_write(struct conn *);
+extern const struct conn_proto h1_proto;
 
 /* proxy.c */
 int proxy_parse(const unsigned char *buf, size_t len,
@@ -520,10 +534,8 @@ int redirect_apply(struct conn *, struct request *, struct span host,
     struct span path, struct span query, const char *decoded);
 
 /* http2.c */
-int h2_start(struct conn *);
-void h2_io(struct conn *, short what);
-void h2_shutdown(struct conn *);
-void h2_free(struct conn *);
+extern const struct conn_proto h2_proto;
+int h2_start(struct conn *); /* h2_proto.start, for the fuzzer */
 
 /* health.c */
 int health_failing(void);
@@ -531,7 +543,6 @@ void health_fail(void);
 void health_serve(struct conn *, struct request *);
 void health_drain_begin(void);
 int health_drain_over(const struct config *);
-void health_drain_worker(struct worker *);
 
 /* request.c */
 void req_dispatch(struct conn *, struct request *);

@@ -219,7 +219,7 @@ void metrics_serve(struct conn *c, struct request *r)
 	    "# HELP kttpd_connections_open Open client connections.\n"
 	    "# TYPE kttpd_connections_open gauge\n"
 	    "kttpd_connections_open %ld\n",
-	    atomic_load(&kt_nconns));
+	    atomic_load(&conn_count));
 	counter(&t, "connections_accepted_total", "Connections accepted.",
 	    LOAD(m.accepted));
 	counter(&t, "connections_rejected_total",

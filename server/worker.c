@@ -32,20 +32,6 @@ struct wslot {
 static struct wslot *slots;
 static int nslots;
 static atomic_int acks;
-atomic_long kt_nconns; /* open connections, all workers */
-
-const char *worker_date(struct worker *w)
-{
-	struct timeval tv;
-
-	event_base_gettimeofday_cached(w->base, &tv);
-	if (tv.tv_sec != w->date_t) {
-		w->date_t = tv.tv_sec;
-		date_format(tv.tv_sec, w->date, sizeof(w->date));
-	}
-	return w->date;
-}
-
 static void accepting(struct worker *w, int on)
 {
 	for (int i = 0; i < w->naccept; i++) {
@@ -98,7 +84,7 @@ static void accept_cb(evutil_socket_t lfd, short what, void *arg)
 			}
 			return; /* EAGAIN, or a connection that went away */
 		}
-		if (atomic_load(&kt_nconns) >= w->cfg->max_connections) {
+		if (atomic_load(&conn_count) >= w->cfg->max_connections) {
 			METRIC_ADD(&w->m, rejected, 1);
 			log_debug("max_connections (%ld) reached: closing new "
 			          "connection",
@@ -182,7 +168,7 @@ static void cmd_cb(evutil_socket_t fd, short what, void *arg)
 		config_unref(old);
 		atomic_fetch_add(&acks, 1);
 	} else if (cmd == 'd')
-		health_drain_worker(w);
+		conn_drain(w);
 	else if (cmd == 's' && !w->stopping) {
 		struct timeval tv = { w->cfg->shutdown_timeout, 0 };
 		w->stopping = 1;

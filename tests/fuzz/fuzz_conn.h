@@ -11,8 +11,8 @@
  * until the server has closed the connection. A connection that neither
  * closes nor makes progress is a bug (a stuck state), reported as a crash.
  *
- * HTTP/2 needs TLS to be chosen (ALPN), so fuzz_http2 calls h2_start() on
- * the accepted plain connection. http2.c's writer calls SSL_write /
+ * HTTP/2 needs TLS to be chosen (ALPN), so fuzz_http2 sets h2_proto and
+ * calls h2_start() on the accepted plain connection. http2.c's writer calls SSL_write /
  * SSL_get_error / SSL_sendfile on c->ssl even then; the linker wraps those
  * three (-Wl,--wrap=...) so that with ssl == NULL they write to the socket.
  */
@@ -120,6 +120,7 @@ static void fz_init(void)
 		abort();
 	}
 	config_serving();
+	conn_protocols(&h1_proto, &h2_proto); /* as main does */
 	fz_w.base = event_base_new();
 	fz_w.cfg = fz_cfg;
 	TAILQ_INIT(&fz_w.conns);
@@ -172,6 +173,7 @@ static void fz_run_conn(const uint8_t *data, size_t size, int h2, int ktls)
 	c = TAILQ_LAST(&fz_w.conns, conn_list);
 	if (c != NULL && h2) {
 		c->mode.ktls_tx = ktls ? 1 : 0;
+		c->proto = &h2_proto; /* as ALPN would choose */
 		if (h2_start(c) < 0)
 			conn_close(c);
 	}
