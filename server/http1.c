@@ -452,7 +452,7 @@ static void request(struct conn *c, size_t len, int status)
 	if (status == 0)
 		status = parse(c, r, len);
 	if (status == 0)
-		req_dispatch(c, r);
+		route_request(c, r);
 	else
 		r->status = status;
 	req_finish(r);
@@ -506,7 +506,7 @@ static void done(struct conn *c)
 	struct request *r = c->req;
 	int linger = r->has_body || r->status >= 400;
 
-	log_access(c, r);
+	req_log(c, r);
 	req_free(r);
 	c->req = NULL;
 	c->rlen -= c->head_len;

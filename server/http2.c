@@ -1,7 +1,7 @@
 /*
  * http2.c: HTTP/2 over TLS with nghttp2. nghttp2 does framing, HPACK and
  * flow control; streams go through the same request and file code as
- * HTTP/1.1 (req_dispatch, file_serve).
+ * HTTP/1.1 (route_request, file_serve).
  *
  * Output is a byte buffer plus a queue of file ranges inserted at points
  * in it. DATA frames use nghttp2's NO_COPY path: send_data_cb queues the
@@ -123,7 +123,7 @@ static void stream_free(struct conn *c, struct stream *s)
 {
 	TAILQ_REMOVE(&c->h2->streams, s, link);
 	if (s->r.status != 0)
-		log_access(c, &s->r);
+		req_log(c, &s->r);
 	req_release(&s->r);
 	free(s->arena);
 	free(s);
@@ -442,7 +442,7 @@ static void request(struct conn *c, struct stream *s)
 	    ? M_HEAD
 	    : M_OTHER;
 	if (r->status == 0)
-		req_dispatch(c, r);
+		route_request(c, r);
 	else
 		r->vh = c->vh;
 	req_finish(r);

@@ -473,6 +473,8 @@ int tls_pending(struct conn *);
 int tls_alpn_h2(struct conn *);
 const char *tls_version(struct conn *);
 const char *tls_cipher(struct conn *);
+struct log_conn;
+void tls_describe(struct conn *, struct log_conn *);
 void tls_ktls_probe(struct config *);
 /* ---- issue 14: TLS 1.3 KeyUpdate under kTLS (tls_rekey.c) ----
  * tls_rekey_probe: once at start, what the kernel takes (logged).
@@ -544,8 +546,11 @@ void health_serve(struct conn *, struct request *);
 void health_drain_begin(void);
 int health_drain_over(const struct config *);
 
-/* request.c */
-void req_dispatch(struct conn *, struct request *);
+/* route.c: the router, from the protocols down to the handlers */
+void route_request(struct conn *, struct request *);
+
+/* request.c: the response the handlers build and the protocols write */
+void req_log(struct conn *, struct request *);
 void req_free(struct request *);
 void req_release(struct request *);
 const char *req_reason(int status);
@@ -623,18 +628,30 @@ struct mime *mime_load(const char *path);
 void mime_free(struct mime *);
 const char *mime_type(const struct mime *, const char *path);
 
-/* metrics.c */
+/* metrics.c: the counters, a leaf */
+extern const int64_t metrics_bucket_us[METRICS_BUCKETS]; /* upper bounds */
 void metrics_handshake(struct conn *, int ok);
 void metrics_request(struct conn *, struct request *);
-void metrics_serve(struct conn *, struct request *);
 int metrics_allowed(const struct location *, const struct sockaddr *);
+
+/* stats.c: the metrics page, a handler */
+void stats_serve(struct conn *, struct request *);
 
 /* log.c */
 int log_configure(struct config *);
 void log_reopen(void);
 void log_msg(int level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
-void log_access(struct conn *, struct request *);
+/* an access line's connection fields, plain values (tls_describe) */
+struct log_conn {
+	int json;
+	const char *peer, *tls_version, *tls_cipher; /* "-" without TLS */
+	char ktls[96];  /* "tx+rx", "tx(rx:why)", "off(why)", "-" */
+	char place[32]; /* "tx:hw,rx:sw", "unknown", "-" */
+};
+int log_access_on(void);
+void log_access(struct worker *, const struct log_conn *,
+    const struct request *);
 void log_flush(struct worker *);
 /*
  * A fault that repeats (out of descriptors) is logged once a second at

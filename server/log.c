@@ -163,31 +163,6 @@ static void put_esc(struct line *l, struct span s, int json)
 	}
 }
 
-static void ktls_field(struct conn *c, char *out, size_t len)
-{
-	if (!c->mode.tls)
-		snprintf(out, len, "-");
-	else if (c->mode.ktls_tx && c->mode.ktls_rx)
-		snprintf(out, len, "tx+rx");
-	else if (c->mode.ktls_tx)
-		snprintf(out, len, "tx(rx:%s)", tls_why[c->mode.why]);
-	else
-		snprintf(out, len, "off(%s)", tls_why[c->mode.why]);
-}
-
-/* "tx:hw,rx:sw": where the kernel runs the crypto; "-" without kTLS */
-static void place_field(struct conn *c, char *out, size_t len)
-{
-	if (!c->mode.ktls_tx && !c->mode.ktls_rx)
-		snprintf(out, len, "-");
-	else if (!c->mode.place_known)
-		snprintf(out, len, "unknown");
-	else
-		snprintf(out, len, "tx:%s,rx:%s",
-		    sys_tls_conf_name(c->mode.tx_place),
-		    sys_tls_conf_name(c->mode.rx_place));
-}
-
 /*
  * Access lines gather in the worker's buffer and leave in one write when
  * it fills, once a second (worker.c's timer), and when the worker stops:
@@ -216,16 +191,20 @@ static void log_append(struct worker *w, const char *line, size_t n)
 	w->logbuf_len += n;
 }
 
-void log_access(struct conn *c, struct request *r)
+int log_access_on(void)
+{
+	return lg.acc_fd >= 0;
+}
+
+/* One access line, from plain values: request.c's req_log fills lc. */
+void log_access(
+    struct worker *w, const struct log_conn *lc, const struct request *r)
 {
 	struct line l = { .n = 0 };
-	char tbuf[64], mode[96], place[32];
+	char tbuf[64];
 	struct timeval tv;
 	struct tm tm;
-	int json = c->cfg->access_json;
 	const char *server = r->vh ? r->vh->name : "-";
-
-	metrics_request(c, r);
 	unsigned long long sent = r->sent > r->head_len ? r->sent - r->head_len
 	                                                : 0; /* body bytes */
 	double dur_ms;
@@ -235,14 +214,12 @@ void log_access(struct conn *c, struct request *r)
 	gettimeofday(&tv, NULL);
 	dur_ms = (double)(date_mono_us() - r->start_us) / 1000.0;
 	localtime_r(&tv.tv_sec, &tm);
-	ktls_field(c, mode, sizeof(mode));
-	place_field(c, place, sizeof(place));
-	if (json) {
+	if (lc->json) {
 		strftime(tbuf, sizeof(tbuf), "%Y-%m-%dT%H:%M:%S%z", &tm);
 		put(&l,
 		    "{\"time\":\"%s\",\"client\":\"%s\",\"server\":\"%s\","
 		    "\"method\":\"",
-		    tbuf, c->peer, server);
+		    tbuf, lc->peer, server);
 		put_esc(&l, r->method_str, 1);
 		put(&l, "\",\"uri\":\"");
 		put_esc(&l, r->target, 1);
@@ -254,12 +231,12 @@ void log_access(struct conn *c, struct request *r)
 		    "s\","
 		    "\"user_agent\":\"",
 		    r->http_major, r->http_minor, r->status, sent, dur_ms,
-		    tls_version(c), tls_cipher(c), mode, place);
+		    lc->tls_version, lc->tls_cipher, lc->ktls, lc->place);
 		put_esc(&l, r->user_agent, 1);
 		put(&l, "\"}");
 	} else {
 		strftime(tbuf, sizeof(tbuf), "%d/%b/%Y:%H:%M:%S %z", &tm);
-		put(&l, "%s - - [%s] \"", c->peer, tbuf);
+		put(&l, "%s - - [%s] \"", lc->peer, tbuf);
 		put_esc(&l, r->method_str, 0);
 		put(&l, " ");
 		put_esc(&l, r->target, 0);
@@ -269,8 +246,8 @@ void log_access(struct conn *c, struct request *r)
 		put(&l, "\" \"");
 		put_esc(&l, r->user_agent, 0);
 		put(&l, "\" %s %.3f %s %s ktls=%s place=%s", server, dur_ms,
-		    tls_version(c), tls_cipher(c), mode, place);
+		    lc->tls_version, lc->tls_cipher, lc->ktls, lc->place);
 	}
 	l.buf[l.n++] = '\n';
-	log_append(c->w, l.buf, l.n);
+	log_append(w, l.buf, l.n);
 }

@@ -1,14 +1,15 @@
 /*
- * request.c: the protocol-independent half of a request: method, the
- * target split into host, path and query, the server it is for (421 when
- * it names another server than the TLS session's), the path decoded and
- * canonicalized, then the file handler. Also the reason phrases and the
- * small HTML bodies of error responses.
+ * request.c: the response, protocol-independent, as the handlers build it
+ * once (status, a body in memory or a file range, its type) and either
+ * protocol writes it: the body setters, the error bodies (custom
+ * error_page or a small HTML page), the reason phrases, the release of
+ * what a request holds, and its accounting line (metrics, access log).
+ * Below the router (route.c) and the handlers, which call it; it calls
+ * only leaves.
  */
 #define _GNU_SOURCE
 #include "kttpd.h"
 
-#include <http_parser.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <errno.h>
@@ -25,78 +26,6 @@ static char *memdup(const void *p, size_t n)
 	if (d != NULL)
 		memcpy(d, p, n);
 	return d;
-}
-
-static struct span url_field(
-    const struct request *r, const struct http_parser_url *u, int f)
-{
-	struct span s = { NULL, 0 };
-
-	if (u->field_set & (1 << f)) {
-		s.p = r->target.p + u->field_data[f].off;
-		s.n = u->field_data[f].len;
-	}
-	return s;
-}
-
-void req_dispatch(struct conn *c, struct request *r)
-{
-	struct http_parser_url u;
-	struct span host = r->host, path, query;
-	char *buf = NULL;
-	int st;
-
-	r->vh = c->vh;
-	r->w = c->w;
-	if ((r->status = cl_request(c, r)) != 0)
-		return; /* per-client limits: clientlimit.c */
-	if (r->method == M_OTHER) {
-		r->status = 405;
-		return;
-	}
-	http_parser_url_init(&u);
-	if (r->target.n == 0 ||
-	    http_parser_parse_url(r->target.p, r->target.n, 0, &u) != 0 ||
-	    !(u.field_set & (1 << UF_PATH))) {
-		r->status = 400;
-		return;
-	}
-	if (u.field_set & (1 << UF_HOST)) /* absolute-form wins over Host */
-		host = url_field(r, &u, UF_HOST);
-	path = url_field(r, &u, UF_PATH);
-	query = url_field(r, &u, UF_QUERY);
-
-	if (host.p != NULL) {
-		struct vhost *vh = config_vhost_by_name(c->la, host.p, host.n);
-		if (vh != NULL && vh != c->vh && c->mode.tls) {
-			r->status = 421; /* not the server this session is for
-			                  */
-			return;
-		}
-		if (vh != NULL)
-			r->vh = vh;
-	}
-	if ((buf = malloc(path.n + 2)) == NULL) {
-		r->status = 500;
-		return;
-	}
-	st = path_decode(path.p, path.n, buf, path.n + 2);
-	if (st != 0)
-		r->status = st;
-	else if (r->loc = config_location(r->vh, buf),
-	    redirect_apply(c, r, host, path, query, buf))
-		; /* return / https_redirect: before allow, as nginx */
-	else if (path_hidden(buf))
-		r->status = 403; /* the location's error_page applies */
-	else if (!metrics_allowed(r->loc, (struct sockaddr *)&c->peer_ss))
-		r->status = 403;
-	else if (r->loc->metrics)
-		metrics_serve(c, r);
-	else if (r->loc->health)
-		health_serve(c, r);
-	else
-		file_serve(r, buf, query);
-	free(buf);
 }
 
 /* What a request holds; the struct itself may live inside another. */
@@ -218,4 +147,16 @@ size_t req_error_body(int status, char *out, size_t outsz)
 	    status, req_reason(status), status, req_reason(status));
 
 	return n < 0 ? 0 : (size_t)n < outsz ? (size_t)n : outsz - 1;
+}
+
+/* The response went out (or the connection went): count it, log it. */
+void req_log(struct conn *c, struct request *r)
+{
+	struct log_conn lc = { .json = c->cfg->access_json, .peer = c->peer };
+
+	metrics_request(c, r);
+	if (!log_access_on())
+		return;
+	tls_describe(c, &lc);
+	log_access(c->w, &lc, r);
 }

@@ -17,6 +17,7 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
+#include <stdio.h>
 #include <string.h>
 
 static int conn_idx = -1; /* SSL ex_data slot holding the struct conn */
@@ -335,4 +336,38 @@ const char *tls_version(struct conn *c)
 const char *tls_cipher(struct conn *c)
 {
 	return c->ssl ? SSL_get_cipher_name((SSL *)c->ssl) : "-";
+}
+
+static void ktls_field(const struct conn *c, char *out, size_t len)
+{
+	if (!c->mode.tls)
+		snprintf(out, len, "-");
+	else if (c->mode.ktls_tx && c->mode.ktls_rx)
+		snprintf(out, len, "tx+rx");
+	else if (c->mode.ktls_tx)
+		snprintf(out, len, "tx(rx:%s)", tls_why[c->mode.why]);
+	else
+		snprintf(out, len, "off(%s)", tls_why[c->mode.why]);
+}
+
+/* "tx:hw,rx:sw": where the kernel runs the crypto; "-" without kTLS */
+static void place_field(const struct conn *c, char *out, size_t len)
+{
+	if (!c->mode.ktls_tx && !c->mode.ktls_rx)
+		snprintf(out, len, "-");
+	else if (!c->mode.place_known)
+		snprintf(out, len, "unknown");
+	else
+		snprintf(out, len, "tx:%s,rx:%s",
+		    sys_tls_conf_name(c->mode.tx_place),
+		    sys_tls_conf_name(c->mode.rx_place));
+}
+
+/* What an access line says about the connection's TLS (log.c). */
+void tls_describe(struct conn *c, struct log_conn *lc)
+{
+	lc->tls_version = tls_version(c);
+	lc->tls_cipher = tls_cipher(c);
+	ktls_field(c, lc->ktls, sizeof(lc->ktls));
+	place_field(c, lc->place, sizeof(lc->place));
 }

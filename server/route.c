@@ -1,0 +1,85 @@
+/*
+ * route.c: the router, protocol-independent: method, the target split
+ * into host, path and query, the server it is for (421 when it names
+ * another server than the TLS session's), the path decoded and
+ * canonicalized, then the handler: return / https_redirect (redirect.c),
+ * the metrics page (stats.c), health (health.c) or a file (file.c). The
+ * protocols call it; the handlers build their response with request.c.
+ */
+#define _GNU_SOURCE
+#include "kttpd.h"
+
+#include <http_parser.h>
+#include <stdlib.h>
+
+static struct span url_field(
+    const struct request *r, const struct http_parser_url *u, int f)
+{
+	struct span s = { NULL, 0 };
+
+	if (u->field_set & (1 << f)) {
+		s.p = r->target.p + u->field_data[f].off;
+		s.n = u->field_data[f].len;
+	}
+	return s;
+}
+
+void route_request(struct conn *c, struct request *r)
+{
+	struct http_parser_url u;
+	struct span host = r->host, path, query;
+	char *buf = NULL;
+	int st;
+
+	r->vh = c->vh;
+	r->w = c->w;
+	if ((r->status = cl_request(c, r)) != 0)
+		return; /* per-client limits: clientlimit.c */
+	if (r->method == M_OTHER) {
+		r->status = 405;
+		return;
+	}
+	http_parser_url_init(&u);
+	if (r->target.n == 0 ||
+	    http_parser_parse_url(r->target.p, r->target.n, 0, &u) != 0 ||
+	    !(u.field_set & (1 << UF_PATH))) {
+		r->status = 400;
+		return;
+	}
+	if (u.field_set & (1 << UF_HOST)) /* absolute-form wins over Host */
+		host = url_field(r, &u, UF_HOST);
+	path = url_field(r, &u, UF_PATH);
+	query = url_field(r, &u, UF_QUERY);
+
+	if (host.p != NULL) {
+		struct vhost *vh = config_vhost_by_name(c->la, host.p, host.n);
+		if (vh != NULL && vh != c->vh && c->mode.tls) {
+			r->status = 421; /* not the server this session is for
+			                  */
+			return;
+		}
+		if (vh != NULL)
+			r->vh = vh;
+	}
+	if ((buf = malloc(path.n + 2)) == NULL) {
+		r->status = 500;
+		return;
+	}
+	st = path_decode(path.p, path.n, buf, path.n + 2);
+	if (st != 0)
+		r->status = st;
+	else if (r->loc = config_location(r->vh, buf),
+	    redirect_apply(c, r, host, path, query, buf))
+		; /* return / https_redirect: before allow, as nginx */
+	else if (path_hidden(buf))
+		r->status = 403; /* the location's error_page applies */
+	else if (!metrics_allowed(r->loc, (struct sockaddr *)&c->peer_ss))
+		r->status = 403;
+	else if (r->loc->metrics)
+		stats_serve(c, r);
+	else if (r->loc->health)
+		health_serve(c, r);
+	else
+		file_serve(r, buf, query);
+	free(buf);
+}
