@@ -626,6 +626,28 @@ static int v_location(cfg_t *cfg, cfg_opt_t *opt)
 	return 0;
 }
 
+/* A tls section's settings; tp holds them, and is returned. */
+static const struct tls_params *tls_params(cfg_t *tls, struct tls_params *tp)
+{
+
+	memset(tp, 0, sizeof(*tp));
+	tp->cert = cfg_getstr(tls, "certificate");
+	tp->key = cfg_getstr(tls, "key");
+	tp->ciphers = cfg_getstr(tls, "ciphers");
+	tp->suites = cfg_getstr(tls, "ciphersuites");
+	tp->ocsp = cfg_size(tls, "ocsp_response")
+	    ? cfg_getstr(tls, "ocsp_response")
+	    : NULL; /* issue 15 */
+	tp->min = 0x0304;
+	tp->max = 0x0303;
+	for (unsigned i = 0; i < cfg_size(tls, "protocols"); i++) {
+		int v = parse_protocol(cfg_getnstr(tls, "protocols", i));
+		tp->min = v < tp->min ? v : tp->min;
+		tp->max = v > tp->max ? v : tp->max;
+	}
+	return tp;
+}
+
 static int v_tls(cfg_t *cfg, cfg_opt_t *opt)
 {
 	cfg_t *tls = cfg_opt_getnsec(opt, 0);
@@ -642,7 +664,7 @@ static int v_tls(cfg_t *cfg, cfg_opt_t *opt)
 		cfg_error(cfg, "tls: protocols is empty");
 		return -1;
 	}
-	config_tls_params(tls, &tp);
+	tls_params(tls, &tp);
 	if ((ctx = tls_ctx_new(&tp, err, sizeof(err))) == NULL) {
 		cfg_error(cfg, "tls: %s", err);
 		return -1;
@@ -728,26 +750,6 @@ static int v_server(cfg_t *cfg, cfg_opt_t *opt)
 	return 0;
 }
 
-void config_tls_params(void *sec, struct tls_params *tp)
-{
-	cfg_t *tls = sec;
-
-	memset(tp, 0, sizeof(*tp));
-	tp->cert = cfg_getstr(tls, "certificate");
-	tp->key = cfg_getstr(tls, "key");
-	tp->ciphers = cfg_getstr(tls, "ciphers");
-	tp->suites = cfg_getstr(tls, "ciphersuites");
-	tp->ocsp = cfg_size(tls, "ocsp_response")
-	    ? cfg_getstr(tls, "ocsp_response")
-	    : NULL; /* issue 15 */
-	tp->min = 0x0304;
-	tp->max = 0x0303;
-	for (unsigned i = 0; i < cfg_size(tls, "protocols"); i++) {
-		int v = parse_protocol(cfg_getnstr(tls, "protocols", i));
-		tp->min = v < tp->min ? v : tp->min;
-		tp->max = v > tp->max ? v : tp->max;
-	}
-}
 
 /* ---- building the config ---- */
 
@@ -873,6 +875,7 @@ static struct redirect *https_redirect(cfg_t *srv)
 
 static int vhost_build(struct config *cfg, struct vhost *vh, cfg_t *srv)
 {
+	struct tls_params tp;
 	unsigned nloc = cfg_size(srv, "location");
 	int have_root_loc = 0;
 
@@ -904,7 +907,8 @@ static int vhost_build(struct config *cfg, struct vhost *vh, cfg_t *srv)
 	    (vh->https_redirect = https_redirect(srv)) == NULL)
 		return -1;
 	if (cfg_size(srv, "tls") > 0)
-		return tls_vhost_setup(cfg, vh, cfg_getsec(srv, "tls"));
+		return tls_vhost_setup(
+		    cfg, vh, tls_params(cfg_getsec(srv, "tls"), &tp));
 	return 0;
 }
 
@@ -1246,37 +1250,3 @@ void config_unref(struct config *cfg)
 		config_free(cfg);
 }
 
-/* Host header or SNI name -> one of the listener's servers, or NULL. */
-struct vhost *config_vhost_by_name(
-    struct listen_addr *la, const char *name, size_t len)
-{
-	if (len > 0 && name[0] == '[')
-		return NULL; /* an IPv6 literal names no server */
-	for (size_t i = 0; i < len; i++)
-		if (name[i] == ':') {
-			len = i; /* drop the port */
-			break;
-		}
-	if (len > 0 && name[len - 1] == '.')
-		len--;
-	for (int v = 0; v < la->nvhosts; v++) {
-		struct vhost *vh = la->vhosts[v];
-		if (strlen(vh->name) == len &&
-		    strncasecmp(vh->name, name, len) == 0)
-			return vh;
-		for (int a = 0; a < vh->naliases; a++)
-			if (strlen(vh->aliases[a]) == len &&
-			    strncasecmp(vh->aliases[a], name, len) == 0)
-				return vh;
-	}
-	return NULL;
-}
-
-struct location *config_location(struct vhost *vh, const char *path)
-{
-	for (int i = 0; i < vh->nlocs; i++)
-		if (strncmp(path, vh->locs[i].prefix, vh->locs[i].prefix_len) ==
-		    0)
-			return &vh->locs[i];
-	return &vh->locs[vh->nlocs - 1];
-}

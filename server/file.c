@@ -319,7 +319,7 @@ void file_serve(struct request *r, const char *path, struct span query)
 	int fd, vfd, s;
 
 	if (r->loc == NULL)
-		r->loc = config_location(r->vh, path);
+		r->loc = vhost_location(r->vh, path);
 	if ((s = open_rel(r, r->loc, path, &fd, &st, &fce)) != 0)
 		goto fail;
 	if (S_ISDIR(st.st_mode)) {

@@ -410,11 +410,12 @@ struct tls_params {
 };
 struct config *config_load(const char *path);
 void config_serving(void);
-void config_tls_params(void *section, struct tls_params *);
 void config_ref(struct config *);
 void config_unref(struct config *);
-struct vhost *config_vhost_by_name(struct listen_addr *, const char *, size_t);
-struct location *config_location(struct vhost *, const char *path);
+
+/* vhost.c: lookups in the built config */
+struct vhost *vhost_by_name(struct listen_addr *, const char *, size_t);
+struct location *vhost_location(struct vhost *, const char *path);
 
 /* listeners.c */
 int listeners_sync(struct config *);
@@ -465,7 +466,8 @@ const char *conn_date(struct conn *); /* the Date field, once a second */
 int tls_init(void);
 void *tls_ctx_new(const struct tls_params *, char *err, size_t errlen);
 void tls_ctx_free(void *ctx);
-int tls_vhost_setup(struct config *, struct vhost *, void *tls_section);
+int tls_vhost_setup(
+    struct config *, struct vhost *, const struct tls_params *);
 void *tls_new(struct conn *);
 int tls_handshake(struct conn *);
 void tls_record_mode(struct conn *);

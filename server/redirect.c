@@ -215,7 +215,7 @@ static void put_host(
 {
 	size_t n = host.p ? host_name(host) : 0;
 
-	if (n == 0 || config_vhost_by_name(c->la, host.p, host.n) != r->vh) {
+	if (n == 0 || vhost_by_name(c->la, host.p, host.n) != r->vh) {
 		fputs(r->vh->name, f);
 		return;
 	}

@@ -52,7 +52,7 @@ void route_request(struct conn *c, struct request *r)
 	query = url_field(r, &u, UF_QUERY);
 
 	if (host.p != NULL) {
-		struct vhost *vh = config_vhost_by_name(c->la, host.p, host.n);
+		struct vhost *vh = vhost_by_name(c->la, host.p, host.n);
 		if (vh != NULL && vh != c->vh && c->mode.tls) {
 			r->status = 421; /* not the server this session is for
 			                  */
@@ -68,7 +68,7 @@ void route_request(struct conn *c, struct request *r)
 	st = path_decode(path.p, path.n, buf, path.n + 2);
 	if (st != 0)
 		r->status = st;
-	else if (r->loc = config_location(r->vh, buf),
+	else if (r->loc = vhost_location(r->vh, buf),
 	    redirect_apply(c, r, host, path, query, buf))
 		; /* return / https_redirect: before allow, as nginx */
 	else if (path_hidden(buf))

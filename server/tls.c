@@ -137,7 +137,7 @@ static int client_hello_cb(SSL *ssl, int *alert, void *arg)
 	n = (size_t)(p[3] << 8 | p[4]);
 	if (n + 5 > len)
 		return SSL_CLIENT_HELLO_SUCCESS;
-	vh = config_vhost_by_name(c->la, (const char *)p + 5, n);
+	vh = vhost_by_name(c->la, (const char *)p + 5, n);
 	if (vh == NULL || vh == c->vh || vh->ssl_ctx == NULL)
 		return SSL_CLIENT_HELLO_SUCCESS;
 	c->vh = vh;
@@ -168,22 +168,21 @@ static int alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
 	return SSL_TLSEXT_ERR_NOACK; /* no common protocol: go on without */
 }
 
-int tls_vhost_setup(struct config *cfg, struct vhost *vh, void *sec)
+int tls_vhost_setup(
+    struct config *cfg, struct vhost *vh, const struct tls_params *tp)
 {
-	struct tls_params tp;
 	unsigned char sid[32];
 	unsigned int sidlen = sizeof(sid);
 	char err[256];
 	SSL_CTX *ctx;
 
-	config_tls_params(sec, &tp);
-	if ((ctx = tls_ctx_new(&tp, err, sizeof(err))) == NULL) {
+	if ((ctx = tls_ctx_new(tp, err, sizeof(err))) == NULL) {
 		log_error("server %s: %s", vh->name, err);
 		return -1;
 	}
 	vh->ssl_ctx = ctx;
-	vh->tls_ciphers = strdup(tp.ciphers);
-	vh->tls_suites = strdup(tp.suites);
+	vh->tls_ciphers = strdup(tp->ciphers);
+	vh->tls_suites = strdup(tp->suites);
 	if (vh->tls_ciphers == NULL || vh->tls_suites == NULL)
 		return -1;
 	if (cfg->ktls)
@@ -209,7 +208,7 @@ int tls_vhost_setup(struct config *cfg, struct vhost *vh, void *sec)
 	 * never resume anything: send none */
 	if (!cfg->session_tickets && cfg->session_cache == 0)
 		SSL_CTX_set_num_tickets(ctx, 0);
-	if (tp.ocsp != NULL && ocsp_setup(ctx, vh->name, tp.ocsp) < 0)
+	if (tp->ocsp != NULL && ocsp_setup(ctx, vh->name, tp->ocsp) < 0)
 		return -1;
 	return 0;
 }

@@ -45,7 +45,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		/* what the server does next with a config: walk it */
 		for (int i = 0; i < cfg->nlistens; i++)
 			for (int v = 0; v < cfg->listens[i].nvhosts; v++)
-				(void)config_location(
+				(void)vhost_location(
 				    cfg->listens[i].vhosts[v], "/x/y");
 		config_unref(cfg);
 	}

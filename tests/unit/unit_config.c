@@ -328,14 +328,14 @@ static void valid_vhosts(struct config *cfg)
 		CHECK_STR("config_valid:vhost1_loc/_root", b->locs[0].root,
 		    root_of("root"));
 
-	CHECK_STR("config_valid:config_location(/static/img/x.png)",
-	    config_location(a, "/static/img/x.png")->prefix, "/static/img/");
-	CHECK_STR("config_valid:config_location(/static/x)",
-	    config_location(a, "/static/x")->prefix, "/static/");
-	CHECK_STR("config_valid:config_location(/static)",
-	    config_location(a, "/static")->prefix, "/s");
-	CHECK_STR("config_valid:config_location(/other)",
-	    config_location(a, "/other")->prefix, "/");
+	CHECK_STR("config_valid:vhost_location(/static/img/x.png)",
+	    vhost_location(a, "/static/img/x.png")->prefix, "/static/img/");
+	CHECK_STR("config_valid:vhost_location(/static/x)",
+	    vhost_location(a, "/static/x")->prefix, "/static/");
+	CHECK_STR("config_valid:vhost_location(/static)",
+	    vhost_location(a, "/static")->prefix, "/s");
+	CHECK_STR("config_valid:vhost_location(/other)",
+	    vhost_location(a, "/other")->prefix, "/");
 }
 
 static void valid_listens(struct config *cfg)
@@ -363,19 +363,18 @@ static void valid_listens(struct config *cfg)
 		CHECK_INT("config_valid:listen_127.0.0.1:8443_family",
 		    tls4->ss.ss_family, AF_INET);
 		CHECK_STR("config_valid:vhost_by_name(WWW.A.TEST:8443)",
-		    config_vhost_by_name(tls4, "WWW.A.TEST:8443", 15)
-		        ? config_vhost_by_name(tls4, "WWW.A.TEST:8443", 15)->name
+		    vhost_by_name(tls4, "WWW.A.TEST:8443", 15)
+		        ? vhost_by_name(tls4, "WWW.A.TEST:8443", 15)->name
 		        : NULL,
 		    "a.test");
 		CHECK("config_valid:vhost_by_name(b.test.)",
-		    config_vhost_by_name(tls4, "b.test.", 7) ==
-		        &cfg->vhosts[1]);
+		    vhost_by_name(tls4, "b.test.", 7) == &cfg->vhosts[1]);
 		CHECK("config_valid:vhost_by_name(c.test)->NULL",
-		    config_vhost_by_name(tls4, "c.test", 6) == NULL);
+		    vhost_by_name(tls4, "c.test", 6) == NULL);
 		CHECK("config_valid:vhost_by_name(a.tes)->NULL",
-		    config_vhost_by_name(tls4, "a.tes", 5) == NULL);
+		    vhost_by_name(tls4, "a.tes", 5) == NULL);
 		CHECK("config_valid:vhost_by_name([::1]:8443)->NULL",
-		    config_vhost_by_name(tls4, "[::1]:8443", 10) == NULL);
+		    vhost_by_name(tls4, "[::1]:8443", 10) == NULL);
 	}
 	if (tls6 != NULL) {
 		CHECK_INT("config_valid:listen_[::1]:8443_family",

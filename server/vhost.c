@@ -1,0 +1,47 @@
+/*
+ * vhost.c: finding the server a request is for (Host header, or the TLS
+ * session's SNI name) among a listener's, and the location a path falls
+ * in. Lookups over the built config, apart from config.c that builds it,
+ * so that tls.c, redirect.c and the router need not call into config.c
+ * (which calls them when it loads).
+ */
+#define _GNU_SOURCE
+#include "kttpd.h"
+
+#include <string.h>
+#include <strings.h>
+
+/* Host header or SNI name -> one of the listener's servers, or NULL. */
+struct vhost *vhost_by_name(
+    struct listen_addr *la, const char *name, size_t len)
+{
+	if (len > 0 && name[0] == '[')
+		return NULL; /* an IPv6 literal names no server */
+	for (size_t i = 0; i < len; i++)
+		if (name[i] == ':') {
+			len = i; /* drop the port */
+			break;
+		}
+	if (len > 0 && name[len - 1] == '.')
+		len--;
+	for (int v = 0; v < la->nvhosts; v++) {
+		struct vhost *vh = la->vhosts[v];
+		if (strlen(vh->name) == len &&
+		    strncasecmp(vh->name, name, len) == 0)
+			return vh;
+		for (int a = 0; a < vh->naliases; a++)
+			if (strlen(vh->aliases[a]) == len &&
+			    strncasecmp(vh->aliases[a], name, len) == 0)
+				return vh;
+	}
+	return NULL;
+}
+
+struct location *vhost_location(struct vhost *vh, const char *path)
+{
+	for (int i = 0; i < vh->nlocs; i++)
+		if (strncmp(path, vh->locs[i].prefix, vh->locs[i].prefix_len) ==
+		    0)
+			return &vh->locs[i];
+	return &vh->locs[vh->nlocs - 1];
+}
