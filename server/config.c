@@ -750,7 +750,6 @@ static int v_server(cfg_t *cfg, cfg_opt_t *opt)
 	return 0;
 }
 
-
 /* ---- building the config ---- */
 
 static char *dup_or_null(const char *s)
@@ -1249,4 +1248,3 @@ void config_unref(struct config *cfg)
 	if (cfg != NULL && atomic_fetch_sub(&cfg->refs, 1) == 1)
 		config_free(cfg);
 }
-

@@ -432,8 +432,8 @@ static void conn_io(evutil_socket_t fd, short what, void *arg)
 		proxy_read(c); /* the poll timer, not the deadline */
 		return;
 	}
-	if ((what & EV_TIMEOUT) && c->state != CS_LINGER &&
-	    c->proto != NULL && c->proto->timeout != NULL) {
+	if ((what & EV_TIMEOUT) && c->state != CS_LINGER && c->proto != NULL &&
+	    c->proto->timeout != NULL) {
 		c->proto->timeout(c); /* HTTP/2: GOAWAY first */
 		return;
 	}

@@ -87,4 +87,3 @@ int health_drain_over(const struct config *cfg)
 	return cfg->drain_idle > 0 && atomic_load(&conn_count) == 0 &&
 	    now - busy_us >= (int64_t)cfg->drain_idle * 1000000;
 }
-

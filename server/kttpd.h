@@ -349,7 +349,8 @@ struct conn {
 	unsigned tls_failed : 1; /* fatal TLS error: no close_notify */
 	unsigned aio_trust : 1;  /* the pool just read the bytes: no question */
 	struct aio_job *aio;     /* in flight for us, or NULL */
-	const struct conn_proto *proto; /* HTTP/1.1 or h2, NULL before */
+	/* the protocol ALPN chose (HTTP/1.1 without it), NULL before */
+	const struct conn_proto *proto;
 	struct h2 *h2;           /* http2.c's state when proto is h2 */
 	struct cl_slot *cl;      /* the client's pinned slot (clientlimit.c) */
 	unsigned cl_over : 1;    /* over client_max_connections: refuse */
@@ -435,13 +436,19 @@ void worker_join_all(void);
  * main at start-up with conn_protocols(). */
 struct conn_proto {
 	const char *name;
-	int (*start)(struct conn *); /* NULL, or its state: 0, -1 close */
-	void (*io)(struct conn *, short what); /* readable/writable; the
-	          readahead pool calls it with EV_WRITE when its bytes are in */
-	void (*timeout)(struct conn *);  /* NULL: conn logs and closes */
-	void (*shutdown)(struct conn *); /* reload, drain, stop: announce the
-	          end (GOAWAY); NULL: nothing to say, closed when idle */
-	void (*free)(struct conn *);     /* what the protocol holds */
+	/* set up its state after the handshake: 0, or -1 to close; NULL:
+	 * nothing to set up */
+	int (*start)(struct conn *);
+	/* readable or writable in its states; the readahead pool calls it
+	 * with EV_WRITE once the bytes it waited for are in memory */
+	void (*io)(struct conn *, short what);
+	/* the deadline passed; NULL: conn.c logs and closes */
+	void (*timeout)(struct conn *);
+	/* reload, drain, stop: announce the end (GOAWAY), open streams
+	 * finish; NULL: nothing to announce, an idle one closes at stop */
+	void (*shutdown)(struct conn *);
+	/* free what the protocol holds (conn_close) */
+	void (*free)(struct conn *);
 };
 void conn_protocols(const struct conn_proto *h1, const struct conn_proto *h2);
 extern atomic_long conn_count; /* open connections, all workers */
@@ -466,8 +473,7 @@ const char *conn_date(struct conn *); /* the Date field, once a second */
 int tls_init(void);
 void *tls_ctx_new(const struct tls_params *, char *err, size_t errlen);
 void tls_ctx_free(void *ctx);
-int tls_vhost_setup(
-    struct config *, struct vhost *, const struct tls_params *);
+int tls_vhost_setup(struct config *, struct vhost *, const struct tls_params *);
 void *tls_new(struct conn *);
 int tls_handshake(struct conn *);
 void tls_record_mode(struct conn *);
@@ -652,8 +658,8 @@ struct log_conn {
 	char place[32]; /* "tx:hw,rx:sw", "unknown", "-" */
 };
 int log_access_on(void);
-void log_access(struct worker *, const struct log_conn *,
-    const struct request *);
+void log_access(
+    struct worker *, const struct log_conn *, const struct request *);
 void log_flush(struct worker *);
 /*
  * A fault that repeats (out of descriptors) is logged once a second at

@@ -212,7 +212,7 @@ int main(int argc, char **argv)
 	sigaddset(&set, SIGUSR1);
 	sigaddset(&set, SIGUSR2);
 	pthread_sigmask(SIG_BLOCK, &set, NULL); /* workers inherit the mask */
-	conn_protocols(&h1_proto, &h2_proto); /* from the top: see conn.c */
+	conn_protocols(&h1_proto, &h2_proto);   /* from the top: see conn.c */
 	if (aio_start(cfg) < 0 || worker_start_all(cfg) < 0)
 		return 1;
 	return signal_loop(cfg);

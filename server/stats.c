@@ -206,7 +206,8 @@ void stats_serve(struct conn *c, struct request *r)
 	for (int i = 0; i < METRICS_BUCKETS; i++) {
 		cum += LOAD(m.dur_bucket[i]);
 		out(&t, "kttpd_response_seconds_bucket{le=\"%g\"} %llu\n",
-		    (double)metrics_bucket_us[i] / 1e6, (unsigned long long)cum);
+		    (double)metrics_bucket_us[i] / 1e6,
+		    (unsigned long long)cum);
 	}
 	out(&t,
 	    "kttpd_response_seconds_bucket{le=\"+Inf\"} %llu\n"

@@ -1,8 +1,8 @@
 /*
  * fuzz_http1: bytes from the network on a plain HTTP/1.x connection:
- * head scan, http-parser, limits, req_dispatch (target, Host, path),
+ * head scan, http-parser, limits, route_request (target, Host, path),
  * file_serve (conditionals, Range), the response writer, pipelining,
- * keep-alive and linger. The whole of conn_accept -> h1_read -> close.
+ * keep-alive and linger. The whole of conn_accept -> h1_proto -> close.
  */
 #include "fuzz_conn.h"
 
