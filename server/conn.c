@@ -216,7 +216,9 @@ static void conn_handshake(struct conn *c)
 	switch (tls_handshake(c)) {
 	case 1:
 		tls_record_mode(c);
-		metrics_handshake(c, 1);
+		metrics_handshake(&c->w->m, &c->mode, 1,
+		    SSL_version(c->ssl) == TLS1_3_VERSION,
+		    SSL_session_reused(c->ssl));
 		log_debug("%s: %s %s ktls tx=%d rx=%d %s", c->peer,
 		    tls_version(c), tls_cipher(c), c->mode.ktls_tx,
 		    c->mode.ktls_rx, tls_why[c->mode.why]);
@@ -234,7 +236,7 @@ static void conn_handshake(struct conn *c)
 		c->proto->io(c, EV_READ);
 		break;
 	case 0: conn_wait(c, c->want_write ? EV_WRITE : EV_READ); break;
-	default: metrics_handshake(c, 0); conn_close(c);
+	default: metrics_handshake(&c->w->m, &c->mode, 0, 0, 0); conn_close(c);
 	}
 }
 

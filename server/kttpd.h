@@ -638,8 +638,10 @@ const char *mime_type(const struct mime *, const char *path);
 
 /* metrics.c: the counters, a leaf */
 extern const int64_t metrics_bucket_us[METRICS_BUCKETS]; /* upper bounds */
-void metrics_handshake(struct conn *, int ok);
-void metrics_request(struct conn *, struct request *);
+void metrics_handshake(
+    struct metrics *, const struct conn_mode *, int ok, int tls13, int resumed);
+void metrics_request(
+    struct metrics *, const struct conn_mode *, const struct request *);
 int metrics_allowed(const struct location *, const struct sockaddr *);
 
 /* stats.c: the metrics page, a handler */

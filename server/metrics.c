@@ -1,7 +1,8 @@
 /*
  * metrics.c: the counters. Each worker counts into its own struct metrics
  * (no sharing on the request path); stats.c's page sums every worker's.
- * A leaf: it calls nothing in server/ but date.c, so anyone may count.
+ * A leaf called with plain values (a worker's counters, the connection's
+ * mode, the request): it calls nothing in server/ but date.c.
  * Also the `allow` test of client networks (the page's, and the client
  * limits' exemptions).
  */
@@ -9,37 +10,35 @@
 #include "kttpd.h"
 
 #include <netinet/in.h>
-#include <openssl/ssl.h>
 
 /* Upper bounds of the response time buckets, in microseconds. */
 const int64_t metrics_bucket_us[METRICS_BUCKETS] = { 1000, 5000, 10000, 25000,
 	50000, 100000, 250000, 500000, 1000000, 5000000 };
 
-void metrics_handshake(struct conn *c, int ok)
+void metrics_handshake(struct metrics *m, const struct conn_mode *mode, int ok,
+    int tls13, int resumed)
 {
-	struct metrics *m = &c->w->m;
-
 	if (!ok) {
 		METRIC_ADD(m, hs_failed, 1);
 		return;
 	}
-	if (SSL_version(c->ssl) == TLS1_3_VERSION)
+	if (tls13)
 		METRIC_ADD(m, hs_ok[1], 1);
 	else
 		METRIC_ADD(m, hs_ok[0], 1);
-	if (SSL_session_reused(c->ssl))
+	if (resumed)
 		METRIC_ADD(m, hs_resumed, 1);
-	if (c->mode.ktls_tx)
+	if (mode->ktls_tx)
 		METRIC_ADD(m, ktls_tx, 1);
-	if (c->mode.ktls_rx)
+	if (mode->ktls_rx)
 		METRIC_ADD(m, ktls_rx, 1);
-	if (c->mode.why != WHY_NONE)
-		METRIC_ADD(m, fallback[c->mode.why], 1);
+	if (mode->why != WHY_NONE)
+		METRIC_ADD(m, fallback[mode->why], 1);
 }
 
-void metrics_request(struct conn *c, struct request *r)
+void metrics_request(
+    struct metrics *m, const struct conn_mode *mode, const struct request *r)
 {
-	struct metrics *m = &c->w->m;
 	int64_t us = date_mono_us() - r->start_us;
 	int b = 0;
 
@@ -51,9 +50,9 @@ void metrics_request(struct conn *c, struct request *r)
 	METRIC_ADD(m,
 	    status[r->status >= 100 && r->status < 600 ? r->status / 100 : 0],
 	    1);
-	if (!c->mode.tls)
+	if (!mode->tls)
 		METRIC_ADD(m, bytes_plain, r->sent);
-	else if (c->mode.ktls_tx)
+	else if (mode->ktls_tx)
 		METRIC_ADD(m, bytes_ktls, r->sent);
 	else
 		METRIC_ADD(m, bytes_user, r->sent);

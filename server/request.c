@@ -154,7 +154,7 @@ void req_log(struct conn *c, struct request *r)
 {
 	struct log_conn lc = { .json = c->cfg->access_json, .peer = c->peer };
 
-	metrics_request(c, r);
+	metrics_request(&c->w->m, &c->mode, r);
 	if (!log_access_on())
 		return;
 	tls_describe(c, &lc);
