@@ -316,9 +316,9 @@ static void append(char *buf, size_t cap, size_t *n, const char *fmt, ...)
 	*n += r < 0 ? 0 : (size_t)r;
 }
 
-/* Build the response head in c->wbuf, then start sending. */
 static void h1_write(struct conn *c);
 
+/* Build the response head in c->wbuf, then start sending. */
 static void respond(struct conn *c)
 {
 	struct request *r = c->req;

@@ -32,6 +32,7 @@ struct wslot {
 static struct wslot *slots;
 static int nslots;
 static atomic_int acks;
+
 static void accepting(struct worker *w, int on)
 {
 	for (int i = 0; i < w->naccept; i++) {
