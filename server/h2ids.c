@@ -17,29 +17,41 @@
 
 #include <string.h>
 
-/* HEADERS on stream id; open: nghttp2 still has a stream for it. */
+static void shift(uint64_t *w, uint32_t d)
+{
+	for (uint32_t i = H2IDS_WINDOW / 64; i-- > 0;) {
+		uint32_t from = i - d / 64, bit = d % 64;
+		uint64_t v = 0;
+		if (d / 64 <= i) {
+			v = w[from] << bit;
+			if (bit && from > 0)
+				v |= w[from - 1] >> (64 - bit);
+		}
+		w[i] = v;
+	}
+}
+
+/* HEADERS on stream id; open: nghttp2 still has a stream for it.
+ * 0: nghttp2's business; -1: never opened (PROTOCOL_ERROR);
+ * H2IDS_CLOSED: opened and ended by the client, now gone from nghttp2
+ * (it keeps no closed streams): a new HEADERS there is the client's own
+ * error whatever raced it (RFC 9113 5.1, half-closed remote / closed),
+ * STREAM_CLOSED as nghttp2 says while it still holds the stream. */
 int h2ids_check(struct h2ids *t, int32_t id, int open)
 {
-	uint32_t d, words = H2IDS_WINDOW / 64;
+	uint32_t d;
 
 	if (id <= 0 || (id & 1) == 0)
 		return -1; /* clients open odd ids; we never push */
 	if (id > t->max) {
 		d = (uint32_t)(id - t->max) / 2;
-		if (t->max == 0 || d >= H2IDS_WINDOW)
+		if (t->max == 0 || d >= H2IDS_WINDOW) {
 			memset(t->seen, 0, sizeof(t->seen));
-		else /* shift the window up by d ids */
-			for (uint32_t i = words; i-- > 0;) {
-				uint32_t from = i - d / 64, bit = d % 64;
-				uint64_t v = 0;
-				if (d / 64 <= i) {
-					v = t->seen[from] << bit;
-					if (bit && from > 0)
-						v |= t->seen[from - 1] >>
-						    (64 - bit);
-				}
-				t->seen[i] = v;
-			}
+			memset(t->ended, 0, sizeof(t->ended));
+		} else { /* shift the window up by d ids */
+			shift(t->seen, d);
+			shift(t->ended, d);
+		}
 		t->seen[0] |= 1; /* bit k: id max - 2k was opened */
 		t->max = id;
 		return 0;
@@ -48,6 +60,18 @@ int h2ids_check(struct h2ids *t, int32_t id, int open)
 		return 0;
 	d = (uint32_t)(t->max - id) / 2;
 	if (d < H2IDS_WINDOW && (t->seen[d / 64] >> (d % 64) & 1))
-		return 0;
+		return t->ended[d / 64] >> (d % 64) & 1 ? H2IDS_CLOSED : 0;
 	return -1;
+}
+
+/* The client ended stream id (END_STREAM on its HEADERS or DATA). */
+void h2ids_ended(struct h2ids *t, int32_t id)
+{
+	uint32_t d;
+
+	if (id <= 0 || id > t->max)
+		return;
+	d = (uint32_t)(t->max - id) / 2;
+	if (d < H2IDS_WINDOW)
+		t->ended[d / 64] |= (uint64_t)1 << (d % 64);
 }

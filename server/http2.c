@@ -132,17 +132,24 @@ static void stream_free(struct conn *c, struct stream *s)
 /* ---- nghttp2 callbacks: requests in ---- */
 
 /* Every frame header, before nghttp2 acts on it: HEADERS that would open
- * a stream below one already opened get GOAWAY PROTOCOL_ERROR (nghttp2
- * alone ignores them and the client waits forever). */
+ * a stream below one already opened get GOAWAY PROTOCOL_ERROR, and HEADERS
+ * on one the client ended and nghttp2 closed (it keeps no closed streams)
+ * GOAWAY STREAM_CLOSED: nghttp2 alone ignores both and the client waits
+ * forever. */
 static int on_begin_frame(
     nghttp2_session *ng, const nghttp2_frame_hd *hd, void *arg)
 {
 	struct conn *c = arg;
+	int rc;
 
-	if (hd->type == NGHTTP2_HEADERS &&
-	    h2ids_check(&c->h2->ids, hd->stream_id,
-	        nghttp2_session_find_stream(ng, hd->stream_id) != NULL) < 0)
-		nghttp2_session_terminate_session(ng, NGHTTP2_PROTOCOL_ERROR);
+	if (hd->type != NGHTTP2_HEADERS)
+		return 0;
+	rc = h2ids_check(&c->h2->ids, hd->stream_id,
+	    nghttp2_session_find_stream(ng, hd->stream_id) != NULL);
+	if (rc < 0)
+		nghttp2_session_terminate_session(ng,
+		    rc == H2IDS_CLOSED ? NGHTTP2_STREAM_CLOSED
+		                       : NGHTTP2_PROTOCOL_ERROR);
 	return 0;
 }
 
@@ -480,6 +487,9 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *arg)
 	struct conn *c = arg;
 	struct stream *s;
 
+	if ((f->hd.type == NGHTTP2_HEADERS || f->hd.type == NGHTTP2_DATA) &&
+	    (f->hd.flags & NGHTTP2_FLAG_END_STREAM))
+		h2ids_ended(&c->h2->ids, f->hd.stream_id);
 	switch (f->hd.type) {
 	case NGHTTP2_HEADERS:
 		if (f->headers.cat != NGHTTP2_HCAT_REQUEST ||
@@ -731,6 +741,11 @@ int h2_start(struct conn *c)
 		{ NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE,
 		    (uint32_t)c->cfg->max_request_head },
 		{ NGHTTP2_SETTINGS_ENABLE_PUSH, 0 },
+		/* issue 13: no RFC 7540 priority tree (RFC 9113 5.3.2
+		 * deprecates it): nghttp2 schedules by RFC 9218 urgency,
+		 * a stream costs no tree insertion and a closed one is not
+		 * kept for the tree */
+		{ NGHTTP2_SETTINGS_NO_RFC7540_PRIORITIES, 1 },
 	};
 	struct h2 *h = calloc(1, sizeof(*h));
 	int rv = -1;
@@ -754,6 +769,7 @@ int h2_start(struct conn *c)
 	    2 * (uint64_t)c->cfg->http2_reset_rate);
 	nghttp2_option_set_max_outbound_ack(opt, 1000);
 	nghttp2_option_set_max_settings(opt, 32);
+	nghttp2_option_set_no_closed_streams(opt, 1);
 	if (nghttp2_session_server_new2(&h->ng, cb, c, opt) != 0)
 		goto fail;
 	c->h2 = h;

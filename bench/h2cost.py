@@ -1,0 +1,122 @@
+#!/usr/bin/env python3
+"""HTTP/2 small-response cost (issue 13, W4): A/B, syscalls and a profile.
+
+    bench/h2cost.py --before OLD/kttpd [--after build/kttpd] [--rounds 3]
+                    [--seconds 5] [--kinds h2-1k,h1-1k]
+    bench/h2cost.py --before OLD/kttpd --strace
+    bench/h2cost.py --before OLD/kttpd --perf [--top 25]
+
+The same setup as bench/ofc.py (one worker pinned to --server-cpu, the
+client on --client-cpu, open_file_cache = 1000, no access log; h2-1k is
+h2load -c8 -m32 on a 1 KiB file, h1-1k wrk -t1 -c64). Default mode:
+interleaved rounds, server CPU per request from /proc, and per pair the
+after/before ratio (robust on a shared machine). --strace: syscalls per
+request (bench/ofc.py --strace). --perf: for each binary and workload,
+`perf record -g` on the server during a --seconds run, then the top of
+`perf report --no-children` (self time by symbol) and of the
+caller-inclusive view, written under --out (default /tmp/h2cost-perf).
+"""
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import ofc  # noqa: E402
+from ofc import kt  # noqa: E402
+
+
+def perf_one(binary, kind, root, args, tag):
+    srv = ofc.server(binary, root)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    data = out / f"{tag}-{kind}.data"
+    try:
+        subprocess.run(["taskset", "-a", "-p", "-c", str(args.server_cpu), str(srv.pid)],
+                       check=True, capture_output=True)
+        ofc.run_client(kind, srv.port, 1, args.client_cpu)
+        rec = subprocess.Popen(["perf", "record", "-q", "--call-graph", args.call_graph, "-F", str(args.freq), "-o", str(data),
+                                "-p", str(srv.pid)], stderr=subprocess.DEVNULL)
+        time.sleep(0.5)
+        n = ofc.run_client(kind, srv.port, args.seconds, args.client_cpu)
+        rec.send_signal(2)
+        rec.wait(30)
+    finally:
+        srv.stop()
+    texts = []
+    for extra in (["--no-children"], ["--children"]):
+        r = subprocess.run(["perf", "report", "-i", str(data), "--stdio", "-g", "none",
+                            "--percent-limit", "0.7", "--sort", "dso,symbol"] + extra,
+                           capture_output=True, text=True)
+        lines = [ln for ln in r.stdout.splitlines() if ln.strip() and not ln.startswith("#")]
+        texts.append("\n".join(lines[:args.top]))
+    (out / f"{tag}-{kind}.txt").write_text(
+        f"{n} requests\n--- self ---\n{texts[0]}\n--- children ---\n{texts[1]}\n")
+    return n, texts
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--before", required=True)
+    ap.add_argument("--after", default=str(ofc.REPO / "build" / "kttpd"))
+    ap.add_argument("--seconds", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--server-cpu", type=int, default=0)
+    ap.add_argument("--client-cpu", type=int, default=1)
+    ap.add_argument("--kinds", default="h2-1k,h1-1k")
+    ap.add_argument("--strace", action="store_true")
+    ap.add_argument("--perf", action="store_true")
+    ap.add_argument("--top", type=int, default=25)
+    ap.add_argument("--call-graph", default="dwarf,16384",
+                    help="perf record --call-graph (fp misses libnghttp2's frames)")
+    ap.add_argument("--freq", type=int, default=1000)
+    ap.add_argument("--out", default="/tmp/h2cost-perf")
+    args = ap.parse_args()
+    root = kt.site().new_root("bench-h2cost")
+    (root / "1k.txt").write_bytes(b"x" * 1024)
+    (root / "16k.bin").write_bytes(b"y" * 16384)
+    bins = (("before", args.before), ("after", args.after))
+    kinds = args.kinds.split(",")
+    try:
+        if args.strace:
+            for name, binary in bins:
+                for kind in kinds:
+                    n, total, per = ofc.syscalls(binary, kind, root, args)
+                    top = ", ".join(f"{k} {v:.3f}" for k, v in
+                                    sorted(per.items(), key=lambda x: -x[1]))
+                    print(f"{name:6} {kind:7} {n:7} requests, {total:.3f} syscalls/req: {top}",
+                          flush=True)
+            return
+        if args.perf:
+            for name, binary in bins:
+                for kind in kinds:
+                    n, texts = perf_one(binary, kind, root, args, name)
+                    print(f"=== {name} {kind}: {n} requests in {args.seconds} s\n"
+                          f"--- self ---\n{texts[0]}\n", flush=True)
+            return
+        res = {}
+        print(f"{'round':>5} {'workload':8} {'binary':6} {'requests':>9} {'us/req':>7}")
+        for rnd in range(args.rounds):
+            for kind in kinds:
+                order = bins if rnd % 2 == 0 else bins[::-1]
+                for name, binary in order:
+                    n, us = ofc.one(binary, kind, root, args)
+                    res.setdefault((kind, name), []).append(us)
+                    print(f"{rnd + 1:5} {kind:8} {name:6} {n:9} {us:7.2f}", flush=True)
+    finally:
+        kt.cleanup()
+    print("\nworkload  before us/req (min-max)  after us/req (min-max)  "
+          "after/before per pair: median (min-max)")
+    for kind in kinds:
+        b, a = res[(kind, "before")], res[(kind, "after")]
+        ratios = [y / x for x, y in zip(b, a)]
+        print(f"{kind:8}  {statistics.median(b):6.2f} ({min(b):.2f}-{max(b):.2f})      "
+              f"{statistics.median(a):6.2f} ({min(a):.2f}-{max(a):.2f})      "
+              f"{statistics.median(ratios):.3f} ({min(ratios):.3f}-{max(ratios):.3f})")
+
+
+if __name__ == "__main__":
+    main()
