@@ -5,6 +5,7 @@
                     [--seconds 5] [--kinds h2-1k,h1-1k]
     bench/h2cost.py --before OLD/kttpd --strace
     bench/h2cost.py --before OLD/kttpd --perf [--top 25]
+    bench/h2cost.py --before OLD/kttpd --callgrind [--requests 20000]
 
 The same setup as bench/ofc.py (one worker pinned to --server-cpu, the
 client on --client-cpu, open_file_cache = 1000, no access log; h2-1k is
@@ -15,9 +16,15 @@ request (bench/ofc.py --strace). --perf: for each binary and workload,
 `perf record -g` on the server during a --seconds run, then the top of
 `perf report --no-children` (self time by symbol) and of the
 caller-inclusive view, written under --out (default /tmp/h2cost-perf).
+--callgrind: the server under valgrind --tool=callgrind, counters zeroed
+after a warm-up, then --requests requests (h2load; h1-1k as h2load --h1
+-c8): user-space instructions per request, exact and immune to other
+load on the machine (no kernel time); callgrind_annotate output under
+--out.
 """
 
 import argparse
+import re
 import statistics
 import subprocess
 import sys
@@ -58,6 +65,51 @@ def perf_one(binary, kind, root, args, tag):
     return n, texts
 
 
+def callgrind_one(binary, kind, root, args, tag):
+    """Instructions per request (valgrind --tool=callgrind): exact and
+    unmoved by other load; user space only (no kernel, no syscalls)."""
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cg = out / f"{tag}-{kind}.cg"
+    for old in out.glob(f"{tag}-{kind}.cg*"):
+        old.unlink()
+    wrap = out / f"{tag}-wrap.sh"
+    wrap.write_text(f"#!/bin/sh\nexec valgrind -q --tool=callgrind --callgrind-out-file={cg} "
+                    f"{Path(binary).resolve()} \"$@\"\n")
+    wrap.chmod(0o755)
+    kt.START_TIMEOUT = 60
+    srv = ofc.server(str(wrap), root)
+    n = args.requests
+    try:
+        client(kind, srv.port, n // 10)                       # warm the cache
+        subprocess.run(["callgrind_control", "-z", str(srv.pid)], check=True,
+                       capture_output=True)
+        client(kind, srv.port, n)
+        subprocess.run(["callgrind_control", "-d", str(srv.pid)], check=True,
+                       capture_output=True)
+    finally:
+        srv.stop(grace=60)
+    dumps = sorted(p for p in out.glob(f"{tag}-{kind}.cg*") if p.name != cg.name)
+    r = subprocess.run(["callgrind_annotate", "--inclusive=yes", str(dumps[-1])],
+                       capture_output=True, text=True)
+    m = re.search(r"([\d,]+) \(100.0%\)\s+PROGRAM TOTALS", r.stdout)
+    total = int(m.group(1).replace(",", "")) if m else 0
+    r2 = subprocess.run(["callgrind_annotate", str(dumps[-1])], capture_output=True, text=True)
+    (out / f"{tag}-{kind}.cg.txt").write_text(r.stdout + "\n\n=== self ===\n" + r2.stdout)
+    return n, total / n, r2.stdout
+
+
+def client(kind, port, n):
+    url = f"https://127.0.0.1:{port}/1k.txt"
+    if kind.startswith("h2"):
+        cmd = ["h2load", "-c8", "-m32", f"-n{n}", url]
+    else:
+        cmd = ["h2load", "--h1", "-c8", "-m1", f"-n{n}", "-H", "Host: a.test", url]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600).stdout
+    if f"{n} succeeded" not in out and f"{n} 2xx" not in out:
+        raise SystemExit(f"client errors:\n{out}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--before", required=True)
@@ -70,6 +122,8 @@ def main():
     ap.add_argument("--strace", action="store_true")
     ap.add_argument("--perf", action="store_true")
     ap.add_argument("--top", type=int, default=25)
+    ap.add_argument("--callgrind", action="store_true")
+    ap.add_argument("--requests", type=int, default=20000)
     ap.add_argument("--call-graph", default="dwarf,16384",
                     help="perf record --call-graph (fp misses libnghttp2's frames)")
     ap.add_argument("--freq", type=int, default=1000)
@@ -89,6 +143,13 @@ def main():
                                     sorted(per.items(), key=lambda x: -x[1]))
                     print(f"{name:6} {kind:7} {n:7} requests, {total:.3f} syscalls/req: {top}",
                           flush=True)
+            return
+        if args.callgrind:
+            for kind in kinds:
+                for name, binary in bins:
+                    n, ir, txt = callgrind_one(binary, kind, root, args, name)
+                    print(f"{name:6} {kind:7} {n:7} requests, {ir:9.0f} instructions/req "
+                          "(user space, callgrind)", flush=True)
             return
         if args.perf:
             for name, binary in bins:

@@ -34,6 +34,7 @@
 #define H2_COPY_MAX 4096  /* smaller payloads are copied, not sendfile'd */
 #define H2_OUT_LOW  65536 /* ask nghttp2 for frames below this backlog */
 #define H2_MAX_SEGS 64
+#define H2_OBUF_INIT (H2_OUT_LOW + 2 * KT_CHUNK)
 
 struct stream {
 	TAILQ_ENTRY(stream) link;
@@ -99,7 +100,11 @@ static int out_reserve(struct h2 *h, size_t n)
 {
 	if (h->olen + n <= h->ocap)
 		return 0;
-	size_t cap = h->ocap ? h->ocap : 16384;
+	/* issue 13: at once the size a turn fills (H2_OUT_LOW and the frame
+	 * that crosses it): grown by doubling from 16 KiB, every busy turn
+	 * after an idle one (which frees it) paid two reallocs that copied
+	 * 48 KiB, more than the 1 KiB responses themselves */
+	size_t cap = h->ocap ? h->ocap : H2_OBUF_INIT;
 	while (cap < h->olen + n)
 		cap *= 2;
 	char *nb = realloc(h->obuf, cap);
