@@ -34,6 +34,7 @@
 #define H2_COPY_MAX 4096  /* smaller payloads are copied, not sendfile'd */
 #define H2_OUT_LOW  65536 /* ask nghttp2 for frames below this backlog */
 #define H2_MAX_SEGS 64
+#define H2_ARENA_INL 256 /* request header values kept in the stream */
 #define H2_OBUF_INIT (H2_OUT_LOW + 2 * KT_CHUNK)
 
 struct stream {
@@ -48,6 +49,9 @@ struct stream {
 	struct {
 		size_t off, n;
 	} sp[10]; /* offsets until headers end */
+	/* the arena while it fits (most requests): no allocation; last,
+	 * not zeroed at creation */
+	char inl[H2_ARENA_INL];
 };
 
 struct seg {
@@ -130,7 +134,8 @@ static void stream_free(struct conn *c, struct stream *s)
 	if (s->r.status != 0)
 		log_access(c, &s->r);
 	req_release(&s->r);
-	free(s->arena);
+	if (s->arena != s->inl)
+		free(s->arena);
 	free(s);
 }
 
@@ -167,8 +172,13 @@ static int on_begin_headers(
 	if (f->hd.type != NGHTTP2_HEADERS ||
 	    f->headers.cat != NGHTTP2_HCAT_REQUEST)
 		return 0;
-	if ((s = calloc(1, sizeof(*s))) == NULL)
+	/* issue 13: malloc and memset, not calloc: glibc's calloc skips
+	 * the thread cache, and the inline arena needs no zeroing */
+	if ((s = malloc(sizeof(*s))) == NULL)
 		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+	memset(s, 0, offsetof(struct stream, inl));
+	s->arena = s->inl;
+	s->acap = sizeof(s->inl);
 	s->id = f->hd.stream_id;
 	s->r.fd = -1;
 	s->r.http_major = 2;
@@ -181,12 +191,17 @@ static int on_begin_headers(
 
 static int slot_for(const uint8_t *name, size_t n)
 {
-	static const char *const names[] = { ":method", ":path", ":authority",
-		"host", "if-none-match", "if-modified-since", "range",
-		"if-range", "user-agent", "accept-encoding" };
+#define N(s) { s, sizeof(s) - 1 }
+	static const struct {
+		const char *s;
+		size_t n;
+	} names[] = { N(":method"), N(":path"), N(":authority"), N("host"),
+		N("if-none-match"), N("if-modified-since"), N("range"),
+		N("if-range"), N("user-agent"), N("accept-encoding") };
+#undef N
 
 	for (int i = 0; i < (int)(sizeof(names) / sizeof(names[0])); i++)
-		if (strlen(names[i]) == n && memcmp(names[i], name, n) == 0)
+		if (names[i].n == n && memcmp(names[i].s, name, n) == 0)
 			return i;
 	return -1;
 }
@@ -210,15 +225,17 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *f,
 	}
 	if ((i = slot_for(name, namelen)) < 0 || s->sp[i].n != 0 ||
 	    valuelen == 0)
-		return 0; /* an empty value leaves the slot unset, as before,
-		           * and s->arena may be NULL: no NULL + 0 below */
+		return 0; /* an empty value leaves the slot unset, as before */
 	if (s->alen + valuelen > s->acap) {
-		size_t cap = s->acap ? s->acap * 2 : 256;
+		size_t cap = s->acap * 2;
 		while (cap < s->alen + valuelen)
 			cap *= 2;
-		char *na = realloc(s->arena, cap);
+		char *na = malloc(cap);
 		if (na == NULL)
 			return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+		memcpy(na, s->arena, s->alen);
+		if (s->arena != s->inl)
+			free(s->arena);
 		s->arena = na;
 		s->acap = cap;
 	}
@@ -229,16 +246,21 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *f,
 	return 0;
 }
 
-static void add_header(
-    nghttp2_nv *nv, size_t *n, const char *name, const char *value)
+/* name: a lower-case literal, which nghttp2 need neither copy nor
+ * lower-case; the value is copied (most live on the stack). */
+static void add_nv(nghttp2_nv *nv, size_t *n, const char *name,
+    size_t namelen, const char *value, size_t valuelen)
 {
 	nv[*n].name = (uint8_t *)name;
-	nv[*n].namelen = strlen(name);
+	nv[*n].namelen = namelen;
 	nv[*n].value = (uint8_t *)value;
-	nv[*n].valuelen = strlen(value);
-	nv[*n].flags = NGHTTP2_NV_FLAG_NONE;
+	nv[*n].valuelen = valuelen;
+	nv[*n].flags = NGHTTP2_NV_FLAG_NO_COPY_NAME;
 	(*n)++;
 }
+
+#define add_header(nv, n, name, value) \
+	add_nv(nv, n, "" name, sizeof(name) - 1, value, strlen(value))
 
 /* Between ranges of a multipart body: a part head or the closing
  * delimiter, copied into the frame (its file bytes go by NO_COPY). */
