@@ -591,6 +591,20 @@ static int write_packed(struct conn *c)
 		}
 		if (h->opos == h->olen && h->nsegs == 0)
 			return W_DONE;
+		/* issue 13: a record with no file range in it goes from obuf
+		 * itself, not copied into wbuf first (a retry after AGAIN
+		 * finds the same bytes and length: nothing moves meanwhile) */
+		struct seg *g0 = h->nsegs ? &h->segs[h->seg_head] : NULL;
+		size_t upto0 = g0 ? g0->at : h->olen;
+		if (g0 == NULL || upto0 - h->opos >= KT_CHUNK) {
+			size_t k = upto0 - h->opos < KT_CHUNK ? upto0 - h->opos
+			                                      : KT_CHUNK;
+			ssize_t n = conn_send(c, h->obuf + h->opos, k, 0);
+			if (n < 0)
+				return n == CONN_AGAIN ? W_AGAIN : W_ERROR;
+			h->opos += (size_t)n;
+			continue;
+		}
 		c->wpos = c->wlen = 0;
 		if (c->wbuf == NULL && (c->wbuf = malloc(KT_CHUNK)) == NULL)
 			return W_ERROR;
