@@ -74,7 +74,8 @@ def callgrind_one(binary, kind, root, args, tag):
     for old in out.glob(f"{tag}-{kind}.cg*"):
         old.unlink()
     wrap = out / f"{tag}-wrap.sh"
-    wrap.write_text(f"#!/bin/sh\nexec valgrind -q --tool=callgrind --callgrind-out-file={cg} "
+    env = f"LD_LIBRARY_PATH={args.lib_path} " if args.lib_path else ""
+    wrap.write_text(f"#!/bin/sh\n{env}exec valgrind -q --tool=callgrind --callgrind-out-file={cg} "
                     f"{Path(binary).resolve()} \"$@\"\n")
     wrap.chmod(0o755)
     kt.START_TIMEOUT = 60
@@ -124,6 +125,8 @@ def main():
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--callgrind", action="store_true")
     ap.add_argument("--requests", type=int, default=20000)
+    ap.add_argument("--lib-path", help="LD_LIBRARY_PATH for the server under callgrind "
+                    "(a libnghttp2 built with symbols, for names in the profile)")
     ap.add_argument("--call-graph", default="dwarf,16384",
                     help="perf record --call-graph (fp misses libnghttp2's frames)")
     ap.add_argument("--freq", type=int, default=1000)
