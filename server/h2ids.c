@@ -19,7 +19,7 @@
 
 /* The window is a ring of bits, one per odd id: bit (id / 2) mod
  * H2IDS_WINDOW, meaningful for the H2IDS_WINDOW ids up to max. */
-#define BIT(id) (((uint32_t)(id) >> 1) & (H2IDS_WINDOW - 1))
+#define BIT(id)   (((uint32_t)(id) >> 1) & (H2IDS_WINDOW - 1))
 #define GET(w, b) ((w)[(b) / 64] >> ((b) % 64) & 1)
 
 static void clear(struct h2ids *t, uint32_t b)

@@ -30,10 +30,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#define H2_PAYLOAD  (KT_CHUNK - 9) /* frame = one full TLS record */
-#define H2_COPY_MAX 4096  /* smaller payloads are copied, not sendfile'd */
-#define H2_OUT_LOW  65536 /* ask nghttp2 for frames below this backlog */
-#define H2_MAX_SEGS 64
+#define H2_PAYLOAD   (KT_CHUNK - 9) /* frame = one full TLS record */
+#define H2_COPY_MAX  4096  /* smaller payloads are copied, not sendfile'd */
+#define H2_OUT_LOW   65536 /* ask nghttp2 for frames below this backlog */
+#define H2_MAX_SEGS  64
 #define H2_ARENA_INL 256 /* request header values kept in the stream */
 #define H2_OBUF_INIT (H2_OUT_LOW + 2 * KT_CHUNK)
 
@@ -191,7 +191,10 @@ static int on_begin_headers(
 
 static int slot_for(const uint8_t *name, size_t n)
 {
-#define N(s) { s, sizeof(s) - 1 }
+#define N(s)                                                                   \
+	{                                                                      \
+		s, sizeof(s) - 1                                               \
+	}
 	static const struct {
 		const char *s;
 		size_t n;
@@ -248,8 +251,8 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *f,
 
 /* name: a lower-case literal, which nghttp2 need neither copy nor
  * lower-case; the value is copied (most live on the stack). */
-static void add_nv(nghttp2_nv *nv, size_t *n, const char *name,
-    size_t namelen, const char *value, size_t valuelen)
+static void add_nv(nghttp2_nv *nv, size_t *n, const char *name, size_t namelen,
+    const char *value, size_t valuelen)
 {
 	nv[*n].name = (uint8_t *)name;
 	nv[*n].namelen = namelen;
@@ -259,7 +262,7 @@ static void add_nv(nghttp2_nv *nv, size_t *n, const char *name,
 	(*n)++;
 }
 
-#define add_header(nv, n, name, value) \
+#define add_header(nv, n, name, value)                                         \
 	add_nv(nv, n, "" name, sizeof(name) - 1, value, strlen(value))
 
 /* Between ranges of a multipart body: a part head or the closing
