@@ -6,6 +6,7 @@
     bench/h2cost.py --before OLD/kttpd --strace
     bench/h2cost.py --before OLD/kttpd --perf [--top 25]
     bench/h2cost.py --before OLD/kttpd --callgrind [--requests 20000]
+    bench/h2cost.py --before OLD/kttpd --idle
 
 The same setup as bench/ofc.py (one worker pinned to --server-cpu, the
 client on --client-cpu, open_file_cache = 1000, no access log; h2-1k is
@@ -20,7 +21,8 @@ caller-inclusive view, written under --out (default /tmp/h2cost-perf).
 after a warm-up, then --requests requests (h2load; h1-1k: wrk -t1 -c8
 for 3 s): user-space instructions per request, exact and immune to other
 load on the machine (no kernel time); callgrind_annotate output under
---out.
+--out. --idle: server RSS growth per idle connection after 99 streams
+on each of 100 HTTP/2 connections.
 """
 
 import argparse
@@ -113,6 +115,34 @@ def client(kind, port, n):
     return n
 
 
+def idle_rss(binary, conns=100, streams=99):
+    """Server RSS growth per idle HTTP/2 connection that served `streams`
+    1-byte responses (H2Raw, one worker): what a connection keeps."""
+    kt.BIN = binary
+    with kt.Server(kt.site(), workers=1, keepalive_timeout=60, http2_max_streams=100) as srv:
+        open_, base = [], None
+        try:
+            for i in range(conns):
+                c = kt.H2Raw(srv.port)
+                c.__enter__()
+                open_.append(c)
+                first = 1
+                if base is None:   # the first connection's first stream: the baseline
+                    c.send(c.headers(1, kt.size_path(1)))
+                    c.collect(lambda c: c.ended(1))
+                    time.sleep(0.3)
+                    base, first = kt.proc_rss_kib(srv.pid), 3
+                ids = list(range(first, 2 * streams, 2))
+                c.send(b"".join(c.headers(s, kt.size_path(1)) for s in ids))
+                if not c.collect(lambda c: all(c.ended(s) for s in ids)):
+                    raise SystemExit("streams unanswered")
+            time.sleep(0.5)
+            return (kt.proc_rss_kib(srv.pid) - base) / conns
+        finally:
+            for c in open_:
+                c.__exit__(None, None, None)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--before", required=True)
@@ -126,6 +156,8 @@ def main():
     ap.add_argument("--perf", action="store_true")
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--callgrind", action="store_true")
+    ap.add_argument("--idle", action="store_true",
+                    help="RSS per idle h2 connection after 99 streams")
     ap.add_argument("--requests", type=int, default=20000)
     ap.add_argument("--lib-path", help="LD_LIBRARY_PATH for the server under callgrind "
                     "(a libnghttp2 built with symbols, for names in the profile)")
@@ -148,6 +180,11 @@ def main():
                                     sorted(per.items(), key=lambda x: -x[1]))
                     print(f"{name:6} {kind:7} {n:7} requests, {total:.3f} syscalls/req: {top}",
                           flush=True)
+            return
+        if args.idle:
+            for name, binary in bins:
+                print(f"{name:6} {idle_rss(binary):.1f} KiB RSS per idle h2 connection "
+                      "(100 connections, 99 streams each)", flush=True)
             return
         if args.callgrind:
             for kind in kinds:
