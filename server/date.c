@@ -58,10 +58,16 @@ char *date_u64(char *p, uint64_t v, unsigned base)
 	char tmp[20];
 	int n = 0;
 
-	do {
-		tmp[n++] = "0123456789abcdef"[v % base];
-		v /= base;
-	} while (v);
+	if (base == 16) /* constant divisors: shifts and multiplies, not */
+		do {    /* a 64-bit div per digit (issue 13: per request) */
+			tmp[n++] = "0123456789abcdef"[v & 15];
+			v >>= 4;
+		} while (v);
+	else
+		do {
+			tmp[n++] = (char)('0' + v % 10);
+			v /= 10;
+		} while (v);
 	while (n)
 		*p++ = tmp[--n];
 	*p = '\0';

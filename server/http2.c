@@ -30,10 +30,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#define H2_PAYLOAD  (KT_CHUNK - 9) /* frame = one full TLS record */
-#define H2_COPY_MAX 4096  /* smaller payloads are copied, not sendfile'd */
-#define H2_OUT_LOW  65536 /* ask nghttp2 for frames below this backlog */
-#define H2_MAX_SEGS 64
+#define H2_PAYLOAD   (KT_CHUNK - 9) /* frame = one full TLS record */
+#define H2_COPY_MAX  4096  /* smaller payloads are copied, not sendfile'd */
+#define H2_OUT_LOW   65536 /* ask nghttp2 for frames below this backlog */
+#define H2_MAX_SEGS  64
+#define H2_ARENA_INL 256 /* request header values kept in the stream */
+#define H2_OBUF_INIT (H2_OUT_LOW + 2 * KT_CHUNK)
 
 struct stream {
 	TAILQ_ENTRY(stream) link;
@@ -47,6 +49,9 @@ struct stream {
 	struct {
 		size_t off, n;
 	} sp[10]; /* offsets until headers end */
+	/* the arena while it fits (most requests): no allocation; last,
+	 * not zeroed at creation */
+	char inl[H2_ARENA_INL];
 };
 
 struct seg {
@@ -99,7 +104,11 @@ static int out_reserve(struct h2 *h, size_t n)
 {
 	if (h->olen + n <= h->ocap)
 		return 0;
-	size_t cap = h->ocap ? h->ocap : 16384;
+	/* issue 13: at once the size a turn fills (H2_OUT_LOW and the frame
+	 * that crosses it): grown by doubling from 16 KiB, every busy turn
+	 * after an idle one (which frees it) paid two reallocs that copied
+	 * 48 KiB, more than the 1 KiB responses themselves */
+	size_t cap = h->ocap ? h->ocap : H2_OBUF_INIT;
 	while (cap < h->olen + n)
 		cap *= 2;
 	char *nb = realloc(h->obuf, cap);
@@ -125,24 +134,32 @@ static void stream_free(struct conn *c, struct stream *s)
 	if (s->r.status != 0)
 		req_log(c, &s->r);
 	req_release(&s->r);
-	free(s->arena);
+	if (s->arena != s->inl)
+		free(s->arena);
 	free(s);
 }
 
 /* ---- nghttp2 callbacks: requests in ---- */
 
 /* Every frame header, before nghttp2 acts on it: HEADERS that would open
- * a stream below one already opened get GOAWAY PROTOCOL_ERROR (nghttp2
- * alone ignores them and the client waits forever). */
+ * a stream below one already opened get GOAWAY PROTOCOL_ERROR, and HEADERS
+ * on one the client ended and nghttp2 closed (it keeps no closed streams)
+ * GOAWAY STREAM_CLOSED: nghttp2 alone ignores both and the client waits
+ * forever. */
 static int on_begin_frame(
     nghttp2_session *ng, const nghttp2_frame_hd *hd, void *arg)
 {
 	struct conn *c = arg;
+	int rc;
 
-	if (hd->type == NGHTTP2_HEADERS &&
-	    h2ids_check(&c->h2->ids, hd->stream_id,
-	        nghttp2_session_find_stream(ng, hd->stream_id) != NULL) < 0)
-		nghttp2_session_terminate_session(ng, NGHTTP2_PROTOCOL_ERROR);
+	if (hd->type != NGHTTP2_HEADERS)
+		return 0;
+	rc = h2ids_check(&c->h2->ids, hd->stream_id,
+	    nghttp2_session_find_stream(ng, hd->stream_id) != NULL);
+	if (rc < 0)
+		nghttp2_session_terminate_session(ng,
+		    rc == H2IDS_CLOSED ? NGHTTP2_STREAM_CLOSED
+		                       : NGHTTP2_PROTOCOL_ERROR);
 	return 0;
 }
 
@@ -155,8 +172,13 @@ static int on_begin_headers(
 	if (f->hd.type != NGHTTP2_HEADERS ||
 	    f->headers.cat != NGHTTP2_HCAT_REQUEST)
 		return 0;
-	if ((s = calloc(1, sizeof(*s))) == NULL)
+	/* issue 13: malloc and memset, not calloc: glibc's calloc skips
+	 * the thread cache, and the inline arena needs no zeroing */
+	if ((s = malloc(sizeof(*s))) == NULL)
 		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+	memset(s, 0, offsetof(struct stream, inl));
+	s->arena = s->inl;
+	s->acap = sizeof(s->inl);
 	s->id = f->hd.stream_id;
 	s->r.fd = -1;
 	s->r.http_major = 2;
@@ -169,12 +191,20 @@ static int on_begin_headers(
 
 static int slot_for(const uint8_t *name, size_t n)
 {
-	static const char *const names[] = { ":method", ":path", ":authority",
-		"host", "if-none-match", "if-modified-since", "range",
-		"if-range", "user-agent", "accept-encoding" };
+#define N(s)                                                                   \
+	{                                                                      \
+		s, sizeof(s) - 1                                               \
+	}
+	static const struct {
+		const char *s;
+		size_t n;
+	} names[] = { N(":method"), N(":path"), N(":authority"), N("host"),
+		N("if-none-match"), N("if-modified-since"), N("range"),
+		N("if-range"), N("user-agent"), N("accept-encoding") };
+#undef N
 
 	for (int i = 0; i < (int)(sizeof(names) / sizeof(names[0])); i++)
-		if (strlen(names[i]) == n && memcmp(names[i], name, n) == 0)
+		if (names[i].n == n && memcmp(names[i].s, name, n) == 0)
 			return i;
 	return -1;
 }
@@ -198,15 +228,17 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *f,
 	}
 	if ((i = slot_for(name, namelen)) < 0 || s->sp[i].n != 0 ||
 	    valuelen == 0)
-		return 0; /* an empty value leaves the slot unset, as before,
-		           * and s->arena may be NULL: no NULL + 0 below */
+		return 0; /* an empty value leaves the slot unset, as before */
 	if (s->alen + valuelen > s->acap) {
-		size_t cap = s->acap ? s->acap * 2 : 256;
+		size_t cap = s->acap * 2;
 		while (cap < s->alen + valuelen)
 			cap *= 2;
-		char *na = realloc(s->arena, cap);
+		char *na = malloc(cap);
 		if (na == NULL)
 			return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+		memcpy(na, s->arena, s->alen);
+		if (s->arena != s->inl)
+			free(s->arena);
 		s->arena = na;
 		s->acap = cap;
 	}
@@ -217,16 +249,21 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *f,
 	return 0;
 }
 
-static void add_header(
-    nghttp2_nv *nv, size_t *n, const char *name, const char *value)
+/* name: a lower-case literal, which nghttp2 need neither copy nor
+ * lower-case; the value is copied (most live on the stack). */
+static void add_nv(nghttp2_nv *nv, size_t *n, const char *name, size_t namelen,
+    const char *value, size_t valuelen)
 {
 	nv[*n].name = (uint8_t *)name;
-	nv[*n].namelen = strlen(name);
+	nv[*n].namelen = namelen;
 	nv[*n].value = (uint8_t *)value;
-	nv[*n].valuelen = strlen(value);
-	nv[*n].flags = NGHTTP2_NV_FLAG_NONE;
+	nv[*n].valuelen = valuelen;
+	nv[*n].flags = NGHTTP2_NV_FLAG_NO_COPY_NAME;
 	(*n)++;
 }
+
+#define add_header(nv, n, name, value)                                         \
+	add_nv(nv, n, "" name, sizeof(name) - 1, value, strlen(value))
 
 /* Between ranges of a multipart body: a part head or the closing
  * delimiter, copied into the frame (its file bytes go by NO_COPY). */
@@ -480,6 +517,9 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *arg)
 	struct conn *c = arg;
 	struct stream *s;
 
+	if ((f->hd.type == NGHTTP2_HEADERS || f->hd.type == NGHTTP2_DATA) &&
+	    (f->hd.flags & NGHTTP2_FLAG_END_STREAM))
+		h2ids_ended(&c->h2->ids, f->hd.stream_id);
 	switch (f->hd.type) {
 	case NGHTTP2_HEADERS:
 		if (f->headers.cat != NGHTTP2_HCAT_REQUEST ||
@@ -554,6 +594,20 @@ static int write_packed(struct conn *c)
 		}
 		if (h->opos == h->olen && h->nsegs == 0)
 			return W_DONE;
+		/* issue 13: a record with no file range in it goes from obuf
+		 * itself, not copied into wbuf first (a retry after AGAIN
+		 * finds the same bytes and length: nothing moves meanwhile) */
+		struct seg *g0 = h->nsegs ? &h->segs[h->seg_head] : NULL;
+		size_t upto0 = g0 ? g0->at : h->olen;
+		if (g0 == NULL || upto0 - h->opos >= KT_CHUNK) {
+			size_t k = upto0 - h->opos < KT_CHUNK ? upto0 - h->opos
+			                                      : KT_CHUNK;
+			ssize_t n = conn_send(c, h->obuf + h->opos, k, 0);
+			if (n < 0)
+				return n == CONN_AGAIN ? W_AGAIN : W_ERROR;
+			h->opos += (size_t)n;
+			continue;
+		}
 		c->wpos = c->wlen = 0;
 		if (c->wbuf == NULL && (c->wbuf = malloc(KT_CHUNK)) == NULL)
 			return W_ERROR;
@@ -737,6 +791,11 @@ int h2_start(struct conn *c)
 		{ NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE,
 		    (uint32_t)c->cfg->max_request_head },
 		{ NGHTTP2_SETTINGS_ENABLE_PUSH, 0 },
+		/* issue 13: no RFC 7540 priority tree (RFC 9113 5.3.2
+		 * deprecates it): nghttp2 schedules by RFC 9218 urgency,
+		 * a stream costs no tree insertion and a closed one is not
+		 * kept for the tree */
+		{ NGHTTP2_SETTINGS_NO_RFC7540_PRIORITIES, 1 },
 	};
 	struct h2 *h = calloc(1, sizeof(*h));
 	int rv = -1;
@@ -760,6 +819,7 @@ int h2_start(struct conn *c)
 	    2 * (uint64_t)c->cfg->http2_reset_rate);
 	nghttp2_option_set_max_outbound_ack(opt, 1000);
 	nghttp2_option_set_max_settings(opt, 32);
+	nghttp2_option_set_no_closed_streams(opt, 1);
 	if (nghttp2_session_server_new2(&h->ng, cb, c, opt) != 0)
 		goto fail;
 	c->h2 = h;

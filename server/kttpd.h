@@ -525,8 +525,11 @@ int proxy_parse(const unsigned char *buf, size_t len,
 struct h2ids {
 	int32_t max; /* highest stream id opened, 0: none */
 	uint64_t seen[H2IDS_WINDOW / 64];
+	uint64_t ended[H2IDS_WINDOW / 64]; /* the client sent END_STREAM */
 };
+#define H2IDS_CLOSED (-2) /* h2ids_check: a stream the client ended */
 int h2ids_check(struct h2ids *, int32_t id, int open);
+void h2ids_ended(struct h2ids *, int32_t id);
 
 /* headers.c: add_header */
 int headers_check(const char *const *list, int n, char *err, size_t errlen);

@@ -38,8 +38,9 @@ def test_h2_lower_skipped_id_goaway():
 
 def test_h2_reused_closed_id_goaway():
     # 5 and 1 finished and closed: a new HEADERS on them opens nothing
-    # (nghttp2 answers STREAM_CLOSED for a stream it still remembers,
-    # which RFC 9113 5.1 allows; one it forgot gets our PROTOCOL_ERROR)
+    # (STREAM_CLOSED, which RFC 9113 5.1 allows: from h2ids, since
+    # nghttp2 keeps no closed streams; one below h2ids' window gets
+    # PROTOCOL_ERROR)
     lower_id_case((1, 3, 5), 5, "same id again", (PROTOCOL_ERROR, STREAM_CLOSED))
     lower_id_case((1, 3, 5), 1, "an older id again", (PROTOCOL_ERROR, STREAM_CLOSED))
 

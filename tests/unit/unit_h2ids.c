@@ -15,9 +15,15 @@ int main(void)
 	CHECK_INT("skipped_5_open_in_ng", h2ids_check(&t, 5, 1), 0);
 	CHECK_INT("opened_1_again", h2ids_check(&t, 1, 0), 0);
 	CHECK_INT("opened_7_again", h2ids_check(&t, 7, 0), 0);
+	/* ended by the client and gone from nghttp2: STREAM_CLOSED */
+	h2ids_ended(&t, 7);
+	h2ids_ended(&t, 3); /* never opened: stays a PROTOCOL_ERROR */
+	CHECK_INT("ended_7", h2ids_check(&t, 7, 0), H2IDS_CLOSED);
+	CHECK_INT("ended_7_open_in_ng", h2ids_check(&t, 7, 1), 0);
+	CHECK_INT("ended_skipped_3", h2ids_check(&t, 3, 0), -1);
 	/* across a word boundary of the window: 7 + 2 * 70 = 147 */
 	CHECK_INT("jump_147", h2ids_check(&t, 147, 0), 0);
-	CHECK_INT("kept_7", h2ids_check(&t, 7, 0), 0);
+	CHECK_INT("kept_ended_7", h2ids_check(&t, 7, 0), H2IDS_CLOSED);
 	CHECK_INT("kept_1", h2ids_check(&t, 1, 0), 0);
 	CHECK_INT("skipped_9", h2ids_check(&t, 9, 0), -1);
 	CHECK_INT("skipped_145", h2ids_check(&t, 145, 0), -1);
