@@ -277,6 +277,52 @@ ssize_t conn_recv(struct conn *c, void *buf, size_t len)
  * record or segment open for what follows). Bytes, or CONN_AGAIN with
  * c->want_write set, or CONN_ERROR.
  */
+/*
+ * Issue 13: OpenSSL writes each TLS record to the socket BIO by itself,
+ * one write() per 16 KiB. While a response is being written in userspace
+ * TLS, a buffering BIO between SSL and the socket gathers the records, so
+ * that a write() carries several; it is flushed when the caller has no
+ * more to follow and removed then (an idle connection holds no buffer).
+ * Only after the handshake, and never under kTLS (OpenSSL finds the kTLS
+ * socket BIO through SSL_get_wbio, which would then be the buffer).
+ */
+#define WBIO_BUF (4 * (KT_CHUNK + 64)) /* four full records */
+
+static void wbio_push(struct conn *c)
+{
+	BIO *sock = SSL_get_wbio(c->ssl);
+	BIO *buf = BIO_new(BIO_f_buffer());
+
+	if (buf == NULL || BIO_set_write_buffer_size(buf, WBIO_BUF) != 1 ||
+	    !BIO_up_ref(sock)) {
+		BIO_free(buf); /* unbuffered: correct, only more writes */
+		ERR_clear_error();
+		return;
+	}
+	SSL_set0_wbio(c->ssl, BIO_push(buf, sock)); /* drops one ref */
+	c->wbio_buffered = 1;
+}
+
+/* Write out what the buffer holds, then remove it: 1 done, 0 again
+ * (want_write set), -1 error. */
+static int wbio_flush(struct conn *c)
+{
+	BIO *buf = SSL_get_wbio(c->ssl);
+	BIO *sock = BIO_next(buf);
+
+	if (BIO_flush(buf) <= 0) {
+		if (!BIO_should_retry(buf))
+			return -1;
+		c->want_write = 1;
+		return 0;
+	}
+	if (!BIO_up_ref(sock))
+		return 1; /* keep the (empty) buffer until the close */
+	SSL_set0_wbio(c->ssl, sock); /* frees the buffer */
+	c->wbio_buffered = 0;
+	return 1;
+}
+
 ssize_t conn_send(struct conn *c, const void *buf, size_t len, int more)
 {
 	ssize_t n;
@@ -285,8 +331,24 @@ ssize_t conn_send(struct conn *c, const void *buf, size_t len, int more)
 	if (c->rekey_pending && (e = tls_ktls_rekey(c)) < 1) /* issue 14 */
 		return e == 0 ? CONN_AGAIN : CONN_ERROR;
 	if (c->ssl != NULL && !c->mode.ktls_tx) {
+		if (c->tls_owed > 0) { /* the caller retries the same bytes */
+			if ((e = wbio_flush(c)) <= 0)
+				return e == 0 ? CONN_AGAIN : CONN_ERROR;
+			n = (ssize_t)c->tls_owed;
+			c->tls_owed = 0;
+			return n;
+		}
+		if ((more || len > KT_CHUNK) && !c->wbio_buffered)
+			wbio_push(c); /* more than one record to gather */
 		ERR_clear_error();
 		n = SSL_write(c->ssl, buf, (int)len);
+		if (n > 0 && !more && c->wbio_buffered &&
+		    (e = wbio_flush(c)) <= 0) {
+			if (e < 0)
+				return CONN_ERROR;
+			c->tls_owed = (size_t)n; /* written once flushed */
+			return CONN_AGAIN;
+		}
 		if (n > 0)
 			return n;
 		e = SSL_get_error(c->ssl, (int)n);

@@ -545,8 +545,10 @@ static int write_packed(struct conn *c)
 
 	for (;;) {
 		if (c->wpos < c->wlen) {
-			ssize_t n = conn_send(
-			    c, c->wbuf + c->wpos, c->wlen - c->wpos, 0);
+			/* more: conn_send gathers the records (issue 13) */
+			ssize_t n = conn_send(c, c->wbuf + c->wpos,
+			    c->wlen - c->wpos,
+			    h->opos < h->olen || h->nsegs > 0);
 			if (n < 0)
 				return n == CONN_AGAIN ? W_AGAIN : W_ERROR;
 			c->wpos += (size_t)n;

@@ -62,6 +62,7 @@
 #define KT_ACCEPT_PAUSE_MS 100       /* EMFILE: stop accepting this long */
 #define KT_ACCEPT_BATCH    64        /* accepts per readiness event */
 #define KT_CHUNK           16384     /* one TLS record of plaintext */
+#define KT_BULK            (4 * KT_CHUNK) /* issue 13: userspace TLS pread */
 #define KT_HEAD_ROOM       4096      /* issue 13: a head beside a cached body */
 #define KT_LISTING_MAX     100000    /* names in one directory listing */
 #define KT_ERRPAGE_MAX     65536     /* a custom error page, read whole */
@@ -256,6 +257,7 @@ struct request {
 	const char *fbody;
 	const char *head_fixed;
 	size_t head_fixed_len;
+	int wbulk; /* issue 13: c->wbuf holds KT_BULK bytes for this body */
 
 	/* accounting */
 	uint64_t sent;   /* response bytes written, head included */
@@ -354,6 +356,11 @@ struct conn {
 	unsigned cl_over : 1;    /* over client_max_connections: refuse */
 	/* issue 14: our KeyUpdate is not sent yet */
 	unsigned rekey_pending : 1;
+	/* issue 13: userspace TLS: a buffering BIO on the socket while a
+	 * response is written, and the bytes of the last SSL_write whose
+	 * records are still in it (told to the caller once flushed) */
+	unsigned wbio_buffered : 1;
+	size_t tls_owed;
 	unsigned nreq;
 	char peer[48];
 	struct sockaddr_storage peer_ss;
