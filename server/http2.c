@@ -10,8 +10,9 @@
  *   kTLS TX    bytes before the frame end their record; the header goes
  *              by send(MSG_MORE) and the payload by SSL_sendfile, so a
  *              16384-byte frame (9 + 16375) is exactly one TLS record
- *   userspace  bytes and preads are packed into 16 KiB SSL_writes:
- *              as few records and calls as possible
+ *   userspace  payloads are read into the frame buffer, which one
+ *              SSL_write sends whole: full records, which conn_send
+ *              gathers into few write()s (issue 13)
  * Small payloads are copied into the buffer in both modes. nghttp2 is
  * asked for more frames only when the queue has drained, so a frame that
  * began leaving is finished before anything else is written.
@@ -556,6 +557,14 @@ static int write_packed(struct conn *c)
 		}
 		if (h->opos == h->olen && h->nsegs == 0)
 			return W_DONE;
+		if (h->nsegs == 0) { /* all in obuf: SSL_write from there */
+			ssize_t n = conn_send(
+			    c, h->obuf + h->opos, h->olen - h->opos, 0);
+			if (n < 0)
+				return n == CONN_AGAIN ? W_AGAIN : W_ERROR;
+			h->opos += (size_t)n;
+			continue;
+		}
 		c->wpos = c->wlen = 0;
 		if (c->wbuf == NULL && (c->wbuf = malloc(KT_CHUNK)) == NULL)
 			return W_ERROR;
