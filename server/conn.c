@@ -343,6 +343,17 @@ static int wbio_flush(struct conn *c)
 	return 1;
 }
 
+/* Before a wait that is not for the socket (the disk): write out what
+ * conn_send gathered, best effort; what the socket does not take now
+ * leaves with the next write. */
+void conn_send_flush(struct conn *c)
+{
+	if (c->wbio_buffered && c->tls_owed == 0) {
+		(void)BIO_flush(SSL_get_wbio(c->ssl));
+		ERR_clear_error();
+	}
+}
+
 ssize_t conn_send(struct conn *c, const void *buf, size_t len, int more)
 {
 	ssize_t n;

@@ -450,6 +450,7 @@ void conn_sleep(struct conn *);
 void conn_deadline(struct conn *, long seconds);
 ssize_t conn_recv(struct conn *, void *buf, size_t len);
 ssize_t conn_send(struct conn *, const void *buf, size_t len, int more);
+void conn_send_flush(struct conn *);
 ssize_t conn_sendfile(struct conn *, int fd, uint64_t off, size_t len);
 int64_t conn_now_us(struct conn *);
 
