@@ -140,10 +140,9 @@ enum body_result body_send(struct conn *c)
 		else if (!aio_ready(c, r,
 		             r->len < KT_SENDFILE_CHUNK ? r->len
 		                                        : KT_SENDFILE_CHUNK)) {
-			conn_send_flush(c); /* gathered records: not held */
+			conn_send_flush(c);    /* gathered records: not held */
 			return BODY_AGAIN_AIO; /* on disk: the pool reads it */
-		}
-		else if ((c->mode.ktls_tx || !c->ssl) && r->fbody == NULL) {
+		} else if ((c->mode.ktls_tx || !c->ssl) && r->fbody == NULL) {
 			size_t len = r->len < KT_SENDFILE_CHUNK
 			    ? (size_t)r->len
 			    : KT_SENDFILE_CHUNK;

@@ -272,12 +272,6 @@ ssize_t conn_recv(struct conn *c, void *buf, size_t len)
 }
 
 /*
- * Write buf: SSL_write in userspace TLS, send() otherwise (plain TCP, or
- * kTLS TX, where the kernel frames what it is given; more keeps the
- * record or segment open for what follows). Bytes, or CONN_AGAIN with
- * c->want_write set, or CONN_ERROR.
- */
-/*
  * Issue 13: OpenSSL writes each TLS record to the socket BIO by itself,
  * one write() per 16 KiB. While a response is being written in userspace
  * TLS, a buffering BIO between SSL and the socket gathers the records, so
@@ -287,7 +281,7 @@ ssize_t conn_recv(struct conn *c, void *buf, size_t len)
  * socket BIO through SSL_get_wbio, which would then be the buffer).
  */
 #define WBIO_REC (KT_CHUNK + 96) /* a full record, any suite's overhead */
-#define WBIO_BUF (4 * WBIO_REC)    /* up to four records a write */
+#define WBIO_BUF (4 * WBIO_REC)  /* up to four records a write */
 
 /*
  * Gather when more follows (a bulk body), for a head with a body of up
@@ -354,6 +348,13 @@ void conn_send_flush(struct conn *c)
 	}
 }
 
+/*
+ * Write buf: SSL_write in userspace TLS, send() otherwise (plain TCP, or
+ * kTLS TX, where the kernel frames what it is given; more keeps the
+ * record or segment open for what follows; in userspace TLS, more keeps
+ * the records gathered, above). Bytes, or CONN_AGAIN with c->want_write
+ * set, or CONN_ERROR.
+ */
 ssize_t conn_send(struct conn *c, const void *buf, size_t len, int more)
 {
 	ssize_t n;

@@ -62,7 +62,7 @@
 #define KT_ACCEPT_PAUSE_MS 100       /* EMFILE: stop accepting this long */
 #define KT_ACCEPT_BATCH    64        /* accepts per readiness event */
 #define KT_CHUNK           16384     /* one TLS record of plaintext */
-#define KT_BULK            (4 * KT_CHUNK) /* issue 13: userspace TLS pread */
+#define KT_BULK            65536     /* issue 13: 4 records per pread */
 #define KT_HEAD_ROOM       4096      /* issue 13: a head beside a cached body */
 #define KT_LISTING_MAX     100000    /* names in one directory listing */
 #define KT_ERRPAGE_MAX     65536     /* a custom error page, read whole */
