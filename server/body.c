@@ -5,8 +5,9 @@
  *
  *   kTLS TX     head by send(MSG_MORE), body by SSL_sendfile: the kernel
  *               frames and encrypts, nothing is copied to userspace
- *   userspace   pread into the 16 KiB chunk buffer, SSL_write: one full
- *   TLS         TLS record per chunk, the head sharing the first
+ *   userspace   pread into the chunk buffer (64 KiB for a large body),
+ *   TLS         SSL_write: full TLS records, the head sharing the first,
+ *               gathered by conn_send into few write()s
  *   plain TCP   head by send(MSG_MORE), body by sendfile
  *
  * Small bodies are read into the head's buffer and leave in one write
@@ -16,6 +17,7 @@
 #include "kttpd.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -94,6 +96,28 @@ static int next_piece(struct conn *c)
 	return 0;
 }
 
+/*
+ * Userspace TLS: how much of the body to read at once. A large body is
+ * read KT_BULK at a time (one pread and one SSL_write for four records,
+ * which conn_send's buffering BIO sends in one write); wbuf grows for
+ * it and is freed with the others when the connection goes idle.
+ */
+static size_t bulk_room(struct conn *c)
+{
+	struct request *r = c->req;
+	char *nb;
+
+	if (r->len <= KT_CHUNK || r->fbody != NULL)
+		return KT_CHUNK;
+	if (!r->wbulk) {
+		if ((nb = realloc(c->wbuf, KT_BULK)) == NULL)
+			return KT_CHUNK;
+		c->wbuf = nb;
+		r->wbulk = 1;
+	}
+	return KT_BULK;
+}
+
 enum body_result body_send(struct conn *c)
 {
 	struct request *r = c->req;
@@ -115,9 +139,10 @@ enum body_result body_send(struct conn *c)
 			return BODY_AGAIN_WRITE; /* writable: back next turn */
 		else if (!aio_ready(c, r,
 		             r->len < KT_SENDFILE_CHUNK ? r->len
-		                                        : KT_SENDFILE_CHUNK))
+		                                        : KT_SENDFILE_CHUNK)) {
+			conn_send_flush(c);    /* gathered records: not held */
 			return BODY_AGAIN_AIO; /* on disk: the pool reads it */
-		else if ((c->mode.ktls_tx || !c->ssl) && r->fbody == NULL) {
+		} else if ((c->mode.ktls_tx || !c->ssl) && r->fbody == NULL) {
 			size_t len = r->len < KT_SENDFILE_CHUNK
 			    ? (size_t)r->len
 			    : KT_SENDFILE_CHUNK;
@@ -128,7 +153,7 @@ enum body_result body_send(struct conn *c)
 			}
 		} else {
 			c->wlen = c->wpos = 0;
-			if (body_fill(c, KT_CHUNK) < 0)
+			if (body_fill(c, bulk_room(c)) < 0)
 				return BODY_ERROR;
 			continue;
 		}

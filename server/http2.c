@@ -10,8 +10,9 @@
  *   kTLS TX    bytes before the frame end their record; the header goes
  *              by send(MSG_MORE) and the payload by SSL_sendfile, so a
  *              16384-byte frame (9 + 16375) is exactly one TLS record
- *   userspace  bytes and preads are packed into 16 KiB SSL_writes:
- *              as few records and calls as possible
+ *   userspace  payloads are read into the frame buffer, which one
+ *              SSL_write sends whole: full records, which conn_send
+ *              gathers into few write()s (issue 13)
  * Small payloads are copied into the buffer in both modes. nghttp2 is
  * asked for more frames only when the queue has drained, so a frame that
  * began leaving is finished before anything else is written.
@@ -585,8 +586,10 @@ static int write_packed(struct conn *c)
 
 	for (;;) {
 		if (c->wpos < c->wlen) {
-			ssize_t n = conn_send(
-			    c, c->wbuf + c->wpos, c->wlen - c->wpos, 0);
+			/* more: conn_send gathers the records (issue 13) */
+			ssize_t n = conn_send(c, c->wbuf + c->wpos,
+			    c->wlen - c->wpos,
+			    h->opos < h->olen || h->nsegs > 0);
 			if (n < 0)
 				return n == CONN_AGAIN ? W_AGAIN : W_ERROR;
 			c->wpos += (size_t)n;
@@ -594,15 +597,17 @@ static int write_packed(struct conn *c)
 		}
 		if (h->opos == h->olen && h->nsegs == 0)
 			return W_DONE;
-		/* issue 13: a record with no file range in it goes from obuf
-		 * itself, not copied into wbuf first (a retry after AGAIN
-		 * finds the same bytes and length: nothing moves meanwhile) */
+		/* issue 13: bytes with no file range in them go from obuf
+		 * itself, not copied into wbuf first: all of them when no
+		 * range follows, else whole records up to the range (a retry
+		 * after AGAIN finds the same bytes and length: nothing moves
+		 * meanwhile); conn_send gathers the records */
 		struct seg *g0 = h->nsegs ? &h->segs[h->seg_head] : NULL;
-		size_t upto0 = g0 ? g0->at : h->olen;
-		if (g0 == NULL || upto0 - h->opos >= KT_CHUNK) {
-			size_t k = upto0 - h->opos < KT_CHUNK ? upto0 - h->opos
-			                                      : KT_CHUNK;
-			ssize_t n = conn_send(c, h->obuf + h->opos, k, 0);
+		size_t plain = (g0 ? g0->at : h->olen) - h->opos;
+		if (g0 == NULL || plain >= KT_CHUNK) {
+			size_t k = g0 ? plain - plain % KT_CHUNK : plain;
+			ssize_t n = conn_send(
+			    c, h->obuf + h->opos, k, g0 != NULL);
 			if (n < 0)
 				return n == CONN_AGAIN ? W_AGAIN : W_ERROR;
 			h->opos += (size_t)n;

@@ -62,6 +62,7 @@
 #define KT_ACCEPT_PAUSE_MS 100       /* EMFILE: stop accepting this long */
 #define KT_ACCEPT_BATCH    64        /* accepts per readiness event */
 #define KT_CHUNK           16384     /* one TLS record of plaintext */
+#define KT_BULK            65536     /* issue 13: 4 records per pread */
 #define KT_HEAD_ROOM       4096      /* issue 13: a head beside a cached body */
 #define KT_LISTING_MAX     100000    /* names in one directory listing */
 #define KT_ERRPAGE_MAX     65536     /* a custom error page, read whole */
@@ -256,6 +257,7 @@ struct request {
 	const char *fbody;
 	const char *head_fixed;
 	size_t head_fixed_len;
+	int wbulk; /* issue 13: c->wbuf holds KT_BULK bytes for this body */
 
 	/* accounting */
 	uint64_t sent;   /* response bytes written, head included */
@@ -356,6 +358,11 @@ struct conn {
 	unsigned cl_over : 1;    /* over client_max_connections: refuse */
 	/* issue 14: our KeyUpdate is not sent yet */
 	unsigned rekey_pending : 1;
+	/* issue 13: userspace TLS: a buffering BIO on the socket while a
+	 * response is written, and the bytes of the last SSL_write whose
+	 * records are still in it (told to the caller once flushed) */
+	unsigned wbio_buffered : 1;
+	size_t tls_owed;
 	unsigned nreq;
 	char peer[48];
 	struct sockaddr_storage peer_ss;
@@ -465,6 +472,7 @@ void conn_sleep(struct conn *);
 void conn_deadline(struct conn *, long seconds);
 ssize_t conn_recv(struct conn *, void *buf, size_t len);
 ssize_t conn_send(struct conn *, const void *buf, size_t len, int more);
+void conn_send_flush(struct conn *);
 ssize_t conn_sendfile(struct conn *, int fd, uint64_t off, size_t len);
 int64_t conn_now_us(struct conn *);
 const char *conn_date(struct conn *); /* the Date field, once a second */
