@@ -294,6 +294,12 @@ static int rbuf_grow(struct conn *c)
 		return -1;
 	if (cap > max)
 		cap = max;
+	if (c->rbuf == NULL && cap == RBUF_START && c->w->spare_rbuf) {
+		c->rbuf = c->w->spare_rbuf; /* issue 13: no malloc */
+		c->w->spare_rbuf = NULL;
+		c->rcap = cap;
+		return 0;
+	}
 	if ((nb = realloc(c->rbuf, cap)) == NULL)
 		return -1;
 	c->rbuf = nb;
@@ -316,6 +322,34 @@ static void append(char *buf, size_t cap, size_t *n, const char *fmt, ...)
 	*n += r < 0 ? 0 : (size_t)r;
 }
 
+/* A fixed string: the common head fields without vsnprintf (issue 13).
+ * Like append, *n passes cap when it does not fit. */
+static void put(char *buf, size_t cap, size_t *n, const char *s, size_t len)
+{
+	if (*n < cap && len < cap - *n)
+		memcpy(buf + *n, s, len);
+	*n += len;
+}
+#define PUT(buf, cap, n, lit) put(buf, cap, n, lit, sizeof(lit) - 1)
+
+static void put_status(char *buf, size_t cap, size_t *n, int status)
+{
+	char line[64], *p = line;
+	const char *reason = req_reason(status);
+	size_t rn = strlen(reason);
+
+	memcpy(p, "HTTP/1.1 ", 9);
+	p = date_u64(p + 9, (uint64_t)(status > 0 ? status : 0), 10);
+	*p++ = ' ';
+	if (rn > sizeof(line) - (size_t)(p - line) - 2)
+		rn = sizeof(line) - (size_t)(p - line) - 2;
+	memcpy(p, reason, rn);
+	p += rn;
+	*p++ = '\r';
+	*p++ = '\n';
+	put(buf, cap, n, line, (size_t)(p - line));
+}
+
 static void h1_write(struct conn *c);
 
 /* Build the response head in c->wbuf, then start sending. */
@@ -332,7 +366,10 @@ static void respond(struct conn *c)
 	if (file && body && r->fbody != NULL && r->nparts == 0 &&
 	    r->len + KT_HEAD_ROOM > cap)
 		cap = (size_t)r->len + KT_HEAD_ROOM;
-	if (c->wbuf == NULL || cap > KT_CHUNK) {
+	if (c->wbuf == NULL && cap == KT_CHUNK && c->w->spare_wbuf) {
+		c->wbuf = c->w->spare_wbuf; /* issue 13: no malloc */
+		c->w->spare_wbuf = NULL;
+	} else if (c->wbuf == NULL || cap > KT_CHUNK) {
 		char *nb = realloc(c->wbuf, cap);
 		if (nb == NULL) {
 			conn_close(c);
@@ -340,11 +377,15 @@ static void respond(struct conn *c)
 		}
 		c->wbuf = nb;
 	}
-	append(c->wbuf, cap, &n, "HTTP/1.1 %d %s\r\n", r->status,
-	    req_reason(r->status));
+	put_status(c->wbuf, cap, &n, r->status);
 	if (c->cfg->server_tokens)
-		append(c->wbuf, cap, &n, "Server: kttpd\r\n");
-	append(c->wbuf, cap, &n, "Date: %s\r\n", conn_date(c));
+		PUT(c->wbuf, cap, &n, "Server: kttpd\r\n");
+	PUT(c->wbuf, cap, &n, "Date: ");
+	{
+		const char *d = conn_date(c);
+		put(c->wbuf, cap, &n, d, strlen(d));
+	}
+	PUT(c->wbuf, cap, &n, "\r\n");
 	if (r->head_fixed != NULL && r->status == 200 &&
 	    n + r->head_fixed_len < cap) { /* issue 13: built once per file */
 		memcpy(c->wbuf + n, r->head_fixed, r->head_fixed_len);
@@ -391,10 +432,10 @@ static void respond(struct conn *c)
 		append(c->wbuf, cap, &n, "Retry-After: %d\r\n", r->retry_after);
 	n = headers_h1(c, r, c->wbuf, cap, n);
 	if (!c->keepalive)
-		append(c->wbuf, cap, &n, "Connection: close\r\n");
+		PUT(c->wbuf, cap, &n, "Connection: close\r\n");
 	else if (r->http_minor == 0)
-		append(c->wbuf, cap, &n, "Connection: keep-alive\r\n");
-	append(c->wbuf, cap, &n, "\r\n");
+		PUT(c->wbuf, cap, &n, "Connection: keep-alive\r\n");
+	PUT(c->wbuf, cap, &n, "\r\n");
 	if (n >= cap) { /* only a huge Location can do this */
 		log_error("%s: response head too large", c->peer);
 		conn_close(c);
@@ -436,8 +477,13 @@ static void respond(struct conn *c)
 /* A complete head of len bytes is in c->rbuf. */
 static void request(struct conn *c, size_t len, int status)
 {
-	struct request *r = calloc(1, sizeof(*r));
+	struct request *r = c->w->spare_req;
 
+	if (r != NULL) { /* issue 13: the worker's last one, no calloc */
+		c->w->spare_req = NULL;
+		memset(r, 0, sizeof(*r));
+	} else
+		r = calloc(1, sizeof(*r));
 	if (r == NULL) {
 		conn_close(c);
 		return;
@@ -507,7 +553,11 @@ static void done(struct conn *c)
 	int linger = r->has_body || r->status >= 400;
 
 	req_log(c, r);
-	req_free(r);
+	if (c->w->spare_req == NULL) {
+		req_release(r); /* issue 13: kept for the next request */
+		c->w->spare_req = r;
+	} else
+		req_free(r);
 	c->req = NULL;
 	c->rlen -= c->head_len;
 	memmove(c->rbuf, c->rbuf + c->head_len, c->rlen);
@@ -523,9 +573,16 @@ static void done(struct conn *c)
 		h1_read(c);
 		return;
 	}
-	/* idle: hold no buffers */
-	free(c->rbuf);
-	free(c->wbuf);
+	/* idle: hold no buffers (the worker keeps one of each for the
+	 * next request of any connection) */
+	if (c->w->spare_rbuf == NULL && c->rcap == RBUF_START)
+		c->w->spare_rbuf = c->rbuf;
+	else
+		free(c->rbuf);
+	if (c->w->spare_wbuf == NULL && c->wbuf != NULL)
+		c->w->spare_wbuf = c->wbuf;
+	else
+		free(c->wbuf);
 	c->rbuf = c->wbuf = NULL;
 	c->rcap = 0;
 	conn_deadline(c, c->cfg->keepalive_timeout);

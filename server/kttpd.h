@@ -405,6 +405,12 @@ struct worker {
 	struct event *aio_ev;
 	time_t date_t;
 	char date[40];
+	/* issue 13: HTTP/1.1 hands a finished request's struct and a going
+	 * idle connection's buffers here, the next request takes them: no
+	 * malloc/free per keep-alive request, and still no buffers held
+	 * per idle connection (at most one of each per worker) */
+	struct request *spare_req;
+	char *spare_rbuf, *spare_wbuf; /* RBUF_START, >= KT_CHUNK bytes */
 };
 
 /* ------------------------------------------------------------------ */

@@ -329,6 +329,9 @@ void worker_join_all(void)
 		event_free(w->stop_ev);
 		event_free(w->flush_ev);
 		free(w->logbuf);
+		free(w->spare_req);
+		free(w->spare_rbuf);
+		free(w->spare_wbuf);
 		event_base_free(w->base);
 		fc_free(w->fc);
 		config_unref(w->cfg);
