@@ -28,6 +28,7 @@ void route_request(struct conn *c, struct request *r)
 {
 	struct http_parser_url u;
 	struct span host = r->host, path, query;
+	char sbuf[256]; /* issue 13: most paths decode here, no malloc */
 	char *buf = NULL;
 	int st;
 
@@ -61,7 +62,9 @@ void route_request(struct conn *c, struct request *r)
 		if (vh != NULL)
 			r->vh = vh;
 	}
-	if ((buf = malloc(path.n + 2)) == NULL) {
+	if (path.n + 2 <= sizeof(sbuf))
+		buf = sbuf;
+	else if ((buf = malloc(path.n + 2)) == NULL) {
 		r->status = 500;
 		return;
 	}
@@ -81,5 +84,6 @@ void route_request(struct conn *c, struct request *r)
 		health_serve(c, r);
 	else
 		file_serve(r, buf, query);
-	free(buf);
+	if (buf != sbuf)
+		free(buf);
 }

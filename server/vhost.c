@@ -12,6 +12,25 @@
 #include <strings.h>
 
 /* Host header or SNI name -> one of the listener's servers, or NULL. */
+/* name (NUL-terminated, from the config) is s[0..len), ASCII case
+ * folded: no strlen and no locale-aware strncasecmp per request */
+static int name_eq(const char *name, const char *s, size_t len)
+{
+	for (size_t i = 0; i < len; i++) {
+		unsigned char a = (unsigned char)name[i],
+		              b = (unsigned char)s[i];
+		if (a == '\0')
+			return 0;
+		if (a >= 'A' && a <= 'Z')
+			a |= 0x20;
+		if (b >= 'A' && b <= 'Z')
+			b |= 0x20;
+		if (a != b)
+			return 0;
+	}
+	return name[len] == '\0';
+}
+
 struct vhost *vhost_by_name(
     struct listen_addr *la, const char *name, size_t len)
 {
@@ -26,12 +45,10 @@ struct vhost *vhost_by_name(
 		len--;
 	for (int v = 0; v < la->nvhosts; v++) {
 		struct vhost *vh = la->vhosts[v];
-		if (strlen(vh->name) == len &&
-		    strncasecmp(vh->name, name, len) == 0)
+		if (name_eq(vh->name, name, len))
 			return vh;
 		for (int a = 0; a < vh->naliases; a++)
-			if (strlen(vh->aliases[a]) == len &&
-			    strncasecmp(vh->aliases[a], name, len) == 0)
+			if (name_eq(vh->aliases[a], name, len))
 				return vh;
 	}
 	return NULL;
