@@ -310,6 +310,29 @@ static void ranges(struct request *r)
 	}
 }
 
+/*
+ * "mtime-size" in hex at p, returning the end. A worker mostly serves
+ * the same few files: the last one is kept per thread, as date_format
+ * keeps its date (issue 13: two hex conversions a request otherwise).
+ */
+static char *etag_base(char *p, uint64_t mtime, uint64_t size)
+{
+	static __thread uint64_t last_m = UINT64_MAX, last_s;
+	static __thread char last[40]; /* 16 + 1 + 16 hex digits */
+	static __thread size_t last_n;
+
+	if (mtime != last_m || size != last_s) {
+		char *q = date_u64(last, mtime, 16);
+		*q++ = '-';
+		q = date_u64(q, size, 16);
+		last_n = (size_t)(q - last);
+		last_m = mtime;
+		last_s = size;
+	}
+	memcpy(p, last, last_n);
+	return p + last_n;
+}
+
 void file_serve(struct request *r, const char *path, struct span query)
 {
 	char *index = NULL; /* the index file's path, when path is a dir */
@@ -359,9 +382,8 @@ void file_serve(struct request *r, const char *path, struct span query)
 	{ /* "mtime-size[-coding]" in hex, as nginx; no printf per request */
 		char *p = r->etag;
 		*p++ = '"';
-		p = date_u64(p, (uint64_t)st.st_mtime, 16);
-		*p++ = '-';
-		p = date_u64(p, (uint64_t)st.st_size, 16);
+		p = etag_base(
+		    p, (uint64_t)st.st_mtime, (uint64_t)st.st_size);
 		if (r->encoding != NULL) {
 			*p++ = '-';
 			p = stpcpy(p, r->encoding);
