@@ -340,6 +340,7 @@ struct conn {
 	struct listen_addr *la;
 	struct vhost *vh; /* chosen by SNI, or the listener's default */
 	int fd;
+	uint32_t tv_us; /* the timer's length as last given to event_add */
 	void *ssl; /* SSL *, NULL on a plain listener */
 	struct event *ev;
 	enum conn_state state;
@@ -350,6 +351,7 @@ struct conn {
 	unsigned want_write : 1; /* TLS asked for writability while reading */
 	unsigned tls_failed : 1; /* fatal TLS error: no close_notify */
 	unsigned aio_trust : 1;  /* the pool just read the bytes: no question */
+	unsigned timer_lazy : 1; /* armed_us is before the deadline */
 	struct aio_job *aio;     /* in flight for us, or NULL */
 	/* the protocol ALPN chose (HTTP/1.1 without it), NULL before */
 	const struct conn_proto *proto;
@@ -378,6 +380,13 @@ struct conn {
 	size_t wlen, wpos;
 	size_t linger_left;
 	int64_t linger_end_us;
+	/* issue 13: when ev's timer fires as conn_wait set it (libevent
+	 * moves a persistent event's timer to now + tv_us on every socket
+	 * activation: conn_io follows), 0 unknown; conn_wait leaves a timer
+	 * that fires no later than the deadline (timer_lazy), conn_io
+	 * re-arms it if it fires early. 416 -> 424 bytes: the same malloc
+	 * chunk, no idle memory added */
+	int64_t armed_us;
 };
 
 TAILQ_HEAD(conn_list, conn);
