@@ -107,6 +107,30 @@ def callgrind_one(binary, kind, root, args, tag):
     return n, total / n, (total - hs) / n, r2.stdout
 
 
+def cpu_split(pid):
+    """(user, system) CPU seconds of pid, from /proc/PID/stat."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) / ofc.TICK, int(fields[12]) / ofc.TICK
+
+
+def one_split(binary, kind, root, args):
+    """ofc.one, with the user and system parts: requests, us/req in
+    all, user us/req (the part kttpd's own code and its libraries can
+    change; the kernel's share of W1 is ~60%)."""
+    srv = ofc.server(binary, root)
+    try:
+        subprocess.run(["taskset", "-a", "-p", "-c", str(args.server_cpu), str(srv.pid)],
+                       check=True, capture_output=True)
+        ofc.run_client(kind, srv.port, 1, args.client_cpu)      # warm the cache
+        u0, s0 = cpu_split(srv.pid)
+        n = ofc.run_client(kind, srv.port, args.seconds, args.client_cpu)
+        u1, s1 = cpu_split(srv.pid)
+    finally:
+        srv.stop()
+    return n, (u1 - u0 + s1 - s0) / n * 1e6, (u1 - u0) / n * 1e6
+
+
 def client(kind, port, n):
     """n requests (h2load) for h2; for h1 wrk -t1 -c8 for 3 s (wrk has
     no request count): returns the requests done."""
@@ -207,14 +231,17 @@ def main():
                           f"--- self ---\n{texts[0]}\n", flush=True)
             return
         res = {}
-        print(f"{'round':>5} {'workload':8} {'binary':6} {'requests':>9} {'us/req':>7}")
+        print(f"{'round':>5} {'workload':8} {'binary':6} {'requests':>9} {'us/req':>7} "
+              f"{'user':>6}")
         for rnd in range(args.rounds):
             for kind in kinds:
                 order = bins if rnd % 2 == 0 else bins[::-1]
                 for name, binary in order:
-                    n, us = ofc.one(binary, kind, root, args)
+                    n, us, user = one_split(binary, kind, root, args)
                     res.setdefault((kind, name), []).append(us)
-                    print(f"{rnd + 1:5} {kind:8} {name:6} {n:9} {us:7.2f}", flush=True)
+                    res.setdefault((kind, name, "user"), []).append(user)
+                    print(f"{rnd + 1:5} {kind:8} {name:6} {n:9} {us:7.2f} {user:6.2f}",
+                          flush=True)
     finally:
         kt.cleanup()
     print("\nworkload  before us/req (min-max)  after us/req (min-max)  "
@@ -222,6 +249,13 @@ def main():
     for kind in kinds:
         b, a = res[(kind, "before")], res[(kind, "after")]
         ratios = [y / x for x, y in zip(b, a)]
+        print(f"{kind:8}  {statistics.median(b):6.2f} ({min(b):.2f}-{max(b):.2f})      "
+              f"{statistics.median(a):6.2f} ({min(a):.2f}-{max(a):.2f})      "
+              f"{statistics.median(ratios):.3f} ({min(ratios):.3f}-{max(ratios):.3f})")
+    print("user-space CPU only (utime):")
+    for kind in kinds:
+        b, a = res[(kind, "before", "user")], res[(kind, "after", "user")]
+        ratios = [y / x for x, y in zip(b, a) if x > 0]
         print(f"{kind:8}  {statistics.median(b):6.2f} ({min(b):.2f}-{max(b):.2f})      "
               f"{statistics.median(a):6.2f} ({min(a):.2f}-{max(a):.2f})      "
               f"{statistics.median(ratios):.3f} ({min(ratios):.3f}-{max(ratios):.3f})")
