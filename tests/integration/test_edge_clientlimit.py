@@ -119,9 +119,19 @@ def test_client_conn_status_429_and_444():
                 raise AssertionError("444: the handshake completed; want a close at accept")
             except (ssl_errors()):
                 pass
-        # the closed one left no count behind: a new one is served
-        with conn_from(srv, "127.0.0.6") as a:
-            kt.assert_status(get_on(a), 200, "after the first closed")
+        # the closed one left no count behind: a new one is served once
+        # the server has read the close (another worker may accept the
+        # next connection before the first one's worker sees its EOF)
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                with conn_from(srv, "127.0.0.6") as a:
+                    kt.assert_status(get_on(a), 200, "after the first closed")
+                break
+            except ssl_errors():
+                if time.monotonic() > deadline:
+                    raise AssertionError("5 s after the first closed: still refused")
+                time.sleep(0.05)
 
 
 def ssl_errors():
