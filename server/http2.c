@@ -99,6 +99,130 @@ static struct span *slot_span(struct request *r, int i)
 	return map[i];
 }
 
+/* ---- nghttp2's allocations ----
+ *
+ * issue 13: nghttp2 mallocs and frees about five small blocks a stream
+ * (the stream, the outbound item, the copied header array, header
+ * buffers). With 32 streams a turn the same sizes pile up past glibc's
+ * thread cache (7 a size) and go the slow way, _int_malloc/_int_free.
+ * Here, a worker's small blocks are kept in free lists by 64-byte class,
+ * capped in total bytes, so what a busy turn frees the next one takes
+ * back; larger blocks go to malloc. The lists are per worker thread,
+ * not per connection: an idle connection holds none of it. Under
+ * AddressSanitizer nghttp2 gets plain malloc, so ASan sees every block.
+ */
+#if defined(__SANITIZE_ADDRESS__)
+#define H2_MEM_POOL 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define H2_MEM_POOL 0
+#endif
+#endif
+#ifndef H2_MEM_POOL
+#define H2_MEM_POOL 1
+#endif
+
+#if H2_MEM_POOL
+#define H2_MEM_STEP    64
+#define H2_MEM_CLASSES 16                /* blocks up to 1 KiB */
+#define H2_MEM_CAP     (128 * 1024)      /* bytes kept free, a worker */
+#define H2_MEM_HDR     16                /* keeps nghttp2's alignment */
+
+union h2blk {
+	union h2blk *next;       /* free: the list */
+	size_t cls;              /* in use: its class, or SIZE_MAX */
+};
+
+static __thread union h2blk *h2_free_list[H2_MEM_CLASSES];
+static __thread size_t h2_free_bytes;
+
+static void *h2_malloc(size_t size, void *ud)
+{
+	size_t cls = size ? (size - 1) / H2_MEM_STEP : 0;
+	union h2blk *b;
+
+	(void)ud;
+	if (cls >= H2_MEM_CLASSES) {
+		if ((b = malloc(H2_MEM_HDR + size)) == NULL)
+			return NULL;
+		b->cls = SIZE_MAX;
+		return (char *)b + H2_MEM_HDR;
+	}
+	if ((b = h2_free_list[cls]) != NULL) {
+		h2_free_list[cls] = b->next;
+		h2_free_bytes -= (cls + 1) * H2_MEM_STEP;
+	} else if ((b = malloc(H2_MEM_HDR + (cls + 1) * H2_MEM_STEP)) == NULL)
+		return NULL;
+	b->cls = cls;
+	return (char *)b + H2_MEM_HDR;
+}
+
+static void h2_mfree(void *p, void *ud)
+{
+	union h2blk *b;
+	size_t cls;
+
+	(void)ud;
+	if (p == NULL)
+		return;
+	b = (union h2blk *)(void *)((char *)p - H2_MEM_HDR);
+	cls = b->cls;
+	if (cls == SIZE_MAX ||
+	    h2_free_bytes + (cls + 1) * H2_MEM_STEP > H2_MEM_CAP) {
+		free(b);
+		return;
+	}
+	b->next = h2_free_list[cls];
+	h2_free_list[cls] = b;
+	h2_free_bytes += (cls + 1) * H2_MEM_STEP;
+}
+
+static void *h2_calloc(size_t n, size_t size, void *ud)
+{
+	void *p;
+
+	if (size != 0 && n > SIZE_MAX / 2 / size)
+		return NULL;
+	if ((p = h2_malloc(n * size, ud)) != NULL)
+		memset(p, 0, n * size);
+	return p;
+}
+
+static void *h2_realloc(void *p, size_t size, void *ud)
+{
+	union h2blk *b;
+	void *np;
+	size_t have;
+
+	if (p == NULL)
+		return h2_malloc(size, ud);
+	b = (union h2blk *)(void *)((char *)p - H2_MEM_HDR);
+	if (b->cls == SIZE_MAX) {
+		if ((b = realloc(b, H2_MEM_HDR + size)) == NULL)
+			return NULL;
+		return (char *)b + H2_MEM_HDR;
+	}
+	have = (b->cls + 1) * H2_MEM_STEP;
+	if (size <= have)
+		return p;
+	if ((np = h2_malloc(size, ud)) == NULL)
+		return NULL;
+	memcpy(np, p, have);
+	h2_mfree(p, ud);
+	return np;
+}
+
+static nghttp2_mem h2_mem = {
+	.malloc = h2_malloc,
+	.free = h2_mfree,
+	.calloc = h2_calloc,
+	.realloc = h2_realloc,
+};
+#define H2_MEM (&h2_mem)
+#else
+#define H2_MEM NULL /* nghttp2's default: malloc */
+#endif
+
 /* ---- output buffer ---- */
 
 static int out_reserve(struct h2 *h, size_t n)
@@ -825,7 +949,7 @@ int h2_start(struct conn *c)
 	nghttp2_option_set_max_outbound_ack(opt, 1000);
 	nghttp2_option_set_max_settings(opt, 32);
 	nghttp2_option_set_no_closed_streams(opt, 1);
-	if (nghttp2_session_server_new2(&h->ng, cb, c, opt) != 0)
+	if (nghttp2_session_server_new3(&h->ng, cb, c, opt, H2_MEM) != 0)
 		goto fail;
 	c->h2 = h;
 	h = NULL;
