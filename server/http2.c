@@ -37,6 +37,7 @@
 #define H2_MAX_SEGS  64
 #define H2_ARENA_INL 256 /* request header values kept in the stream */
 #define H2_OBUF_INIT (H2_OUT_LOW + 2 * KT_CHUNK)
+#define H2_PF_MAX    4 /* frames' payloads read ahead by one preadv */
 
 struct stream {
 	TAILQ_ENTRY(stream) link;
@@ -75,6 +76,15 @@ struct h2 {
 	double reset_tokens; /* rapid reset bucket, refilled over time */
 	int64_t reset_us;
 	struct h2ids ids; /* stream ids opened: lower new ones are errors */
+	/* issue 13: payloads of the next DATA frames of pf_s, read ahead
+	 * into obuf where those frames would go (after their headers) if
+	 * nothing else is written in between; pf_at: the next to use */
+	struct stream *pf_s;
+	int pf_n, pf_at;
+	struct {
+		size_t pos, len;
+		uint64_t off;
+	} pf[H2_PF_MAX];
 };
 
 /* Which request span each slot fills. */
@@ -255,6 +265,8 @@ static int out_append(struct h2 *h, const void *p, size_t n)
 
 static void stream_free(struct conn *c, struct stream *s)
 {
+	if (c->h2->pf_s == s)
+		c->h2->pf_s = NULL;
 	TAILQ_REMOVE(&c->h2->streams, s, link);
 	if (s->r.status != 0)
 		req_log(c, &s->r);
@@ -451,6 +463,93 @@ static ssize_t read_body(nghttp2_session *ng, int32_t id, uint8_t *buf,
 	return (ssize_t)n;
 }
 
+/*
+ * issue 13: userspace TLS reads every payload into obuf, one pread per
+ * 16 KiB frame. When nghttp2 asks for one frame of a stream that has more
+ * to send, the frames that would follow it in this batch (up to
+ * H2_OUT_LOW, within the flow-control windows) are read too, by one
+ * preadv into the places their payloads take if the stream's frames come
+ * back to back. Each is used only if it does: pf_take checks that the
+ * frame is the next one of that stream at that very place. Anything else
+ * (another stream's frame, a control frame, a shorter frame, a new
+ * batch) drops the rest: it was a read too many, never wrong bytes.
+ * 1: the frame's payload was read (it is in obuf), 0: not tried,
+ * -1: not in memory (ask aio_ready).
+ */
+static int pf_read(struct conn *c, struct stream *s, size_t length)
+{
+	struct h2 *h = c->h2;
+	struct request *r = &s->r;
+	struct iovec iov[1 + H2_PF_MAX];
+	size_t pos = h->olen + 9, end = pos + length;
+	uint64_t left = r->len - length;
+	int32_t sw, cw;
+	int n = 1;
+	ssize_t got;
+
+	h->pf_s = NULL;
+	if (c->aio != NULL || r->fd < 0 || r->nparts > 0 || left == 0 ||
+	    length < H2_PAYLOAD || end >= H2_OUT_LOW)
+		return 0;
+	sw = nghttp2_session_get_stream_remote_window_size(h->ng, s->id);
+	cw = nghttp2_session_get_remote_window_size(h->ng);
+	sw = sw < cw ? sw : cw;
+	if (sw <= (int32_t)length)
+		return 0;
+	if (left > (uint64_t)sw - length) /* it may or may not count this one */
+		left = (uint64_t)sw - length;
+	iov[0].iov_base = h->obuf + pos;
+	iov[0].iov_len = length;
+	while (n <= H2_PF_MAX && left > 0 && end < H2_OUT_LOW) {
+		size_t k = left < H2_PAYLOAD ? (size_t)left : H2_PAYLOAD;
+		if (out_reserve(h, end + 9 + k - h->olen) < 0)
+			break;
+		h->pf[n - 1].pos = end + 9;
+		h->pf[n - 1].len = k;
+		h->pf[n - 1].off = r->off + (end + 9 - pos) - 9 * (size_t)n;
+		end += 9 + k;
+		left -= k;
+		n++;
+	}
+	if (n == 1)
+		return 0;
+	for (int i = 1; i < n; i++) /* obuf may have moved */
+		iov[i] = (struct iovec){ h->obuf + h->pf[i - 1].pos,
+			h->pf[i - 1].len };
+	iov[0].iov_base = h->obuf + pos;
+	got = sys_preadv_nowait(r->fd, iov, n, r->off);
+	if (got < 0 && (errno == EOPNOTSUPP || errno == ENOSYS))
+		return 0;
+	if (got < (ssize_t)length)
+		return -1; /* cold, or shrank: the usual way */
+	got -= (ssize_t)length;
+	h->pf_n = 0;
+	for (int i = 0; i < n - 1 && got > 0; i++) {
+		if ((size_t)got < h->pf[i].len)
+			h->pf[i].len = (size_t)got;
+		got -= (ssize_t)h->pf[i].len;
+		h->pf_n++;
+	}
+	h->pf_at = 0;
+	h->pf_s = h->pf_n > 0 ? s : NULL;
+	return 1;
+}
+
+/* Is this frame's payload already in obuf, read by pf_read? */
+static int pf_take(struct h2 *h, struct stream *s, size_t length)
+{
+	if (h->pf_s != s)
+		return 0;
+	if (h->pf[h->pf_at].pos != h->olen + 9 ||
+	    h->pf[h->pf_at].off != s->r.off || h->pf[h->pf_at].len < length) {
+		h->pf_s = NULL;
+		return 0;
+	}
+	if (h->pf[h->pf_at].len != length || ++h->pf_at == h->pf_n)
+		h->pf_s = NULL; /* a shorter frame: the rest are misplaced */
+	return 1;
+}
+
 /* A frame's payload: copied into obuf when small or in userspace TLS,
  * else queued as a file range for sendfile. */
 static int send_data_cb(nghttp2_session *ng, nghttp2_frame *f,
@@ -462,6 +561,7 @@ static int send_data_cb(nghttp2_session *ng, nghttp2_frame *f,
 	struct request *r = &s->r;
 	int copy = !c->mode.ktls_tx || length < H2_COPY_MAX ||
 	    r->fbody != NULL; /* issue 13: cached bytes are copied */
+	int pf;
 
 	(void)ng;
 	(void)f; /* we never ask for padding */
@@ -469,8 +569,18 @@ static int send_data_cb(nghttp2_session *ng, nghttp2_frame *f,
 		return NGHTTP2_ERR_WOULDBLOCK;
 	if (out_reserve(h, 9 + length) < 0)
 		return NGHTTP2_ERR_CALLBACK_FAILURE;
+	/* issue 13: read with (or before) the frames that follow it */
+	pf = !copy || r->fbody != NULL ? 0
+	    : pf_take(h, s, length)    ? 1
+	                               : pf_read(c, s, length);
+	if (pf > 0) {
+		r->off += length;
+		r->len -= length;
+	}
 	/* a copied payload the page cache holds: read and checked at once */
-	if (copy && aio_read_now(c, r, h->obuf + h->olen + 9, length)) {
+	if (pf > 0 ||
+	    (copy && pf == 0 &&
+	        aio_read_now(c, r, h->obuf + h->olen + 9, length))) {
 		memcpy(h->obuf + h->olen, framehd, 9);
 		h->olen += 9 + length;
 		r->sent += length;
@@ -811,6 +921,7 @@ static int flush(struct conn *c)
 		if (w != W_DONE)
 			return w;
 		h->opos = h->olen = 0;
+		h->pf_s = NULL; /* what was read ahead is overwritten */
 		if (!nghttp2_session_want_write(h->ng))
 			return W_DONE;
 		/* fill up to the low-water mark, then write it */
