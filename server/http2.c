@@ -45,6 +45,7 @@ struct stream {
 	int32_t id;
 	int closed; /* nghttp2 is done with it */
 	int segs;   /* queued file ranges still reading r.fd */
+	int no_pf;  /* its frames take turns with others': no read-ahead */
 	size_t hdr_bytes;
 	char *arena; /* request header values; r's spans point here */
 	size_t alen, acap;
@@ -134,13 +135,13 @@ static struct span *slot_span(struct request *r, int i)
 
 #if H2_MEM_POOL
 #define H2_MEM_STEP    64
-#define H2_MEM_CLASSES 16                /* blocks up to 1 KiB */
-#define H2_MEM_CAP     (128 * 1024)      /* bytes kept free, a worker */
-#define H2_MEM_HDR     16                /* keeps nghttp2's alignment */
+#define H2_MEM_CLASSES 16           /* blocks up to 1 KiB */
+#define H2_MEM_CAP     (128 * 1024) /* bytes kept free, a worker */
+#define H2_MEM_HDR     16           /* keeps nghttp2's alignment */
 
 union h2blk {
-	union h2blk *next;       /* free: the list */
-	size_t cls;              /* in use: its class, or SIZE_MAX */
+	union h2blk *next; /* free: the list */
+	size_t cls;        /* in use: its class, or SIZE_MAX */
 };
 
 static __thread union h2blk *h2_free_list[H2_MEM_CLASSES];
@@ -472,7 +473,8 @@ static ssize_t read_body(nghttp2_session *ng, int32_t id, uint8_t *buf,
  * back to back. Each is used only if it does: pf_take checks that the
  * frame is the next one of that stream at that very place. Anything else
  * (another stream's frame, a control frame, a shorter frame, a new
- * batch) drops the rest: it was a read too many, never wrong bytes.
+ * batch) drops the rest: it was a read too many, never wrong bytes; a
+ * stream whose frames alternate with another's reads no more ahead.
  * 1: the frame's payload was read (it is in obuf), 0: not tried,
  * -1: not in memory (ask aio_ready).
  */
@@ -488,8 +490,8 @@ static int pf_read(struct conn *c, struct stream *s, size_t length)
 	ssize_t got;
 
 	h->pf_s = NULL;
-	if (c->aio != NULL || r->fd < 0 || r->nparts > 0 || left == 0 ||
-	    length < H2_PAYLOAD || end >= H2_OUT_LOW)
+	if (s->no_pf || c->aio != NULL || r->fd < 0 || r->nparts > 0 ||
+	    left == 0 || length < H2_PAYLOAD || end >= H2_OUT_LOW)
 		return 0;
 	sw = nghttp2_session_get_stream_remote_window_size(h->ng, s->id);
 	cw = nghttp2_session_get_remote_window_size(h->ng);
@@ -538,8 +540,15 @@ static int pf_read(struct conn *c, struct stream *s, size_t length)
 /* Is this frame's payload already in obuf, read by pf_read? */
 static int pf_take(struct h2 *h, struct stream *s, size_t length)
 {
-	if (h->pf_s != s)
+	if (h->pf_s != s) {
+		/* another stream's frame took the place: they take turns
+		 * (RFC 9218 incremental), so reading ahead for that stream
+		 * would only read its bytes twice */
+		if (h->pf_s != NULL)
+			h->pf_s->no_pf = 1;
+		h->pf_s = NULL;
 		return 0;
+	}
 	if (h->pf[h->pf_at].pos != h->olen + 9 ||
 	    h->pf[h->pf_at].off != s->r.off || h->pf[h->pf_at].len < length) {
 		h->pf_s = NULL;
