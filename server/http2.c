@@ -116,11 +116,18 @@ static struct span *slot_span(struct request *r, int i)
  * (the stream, the outbound item, the copied header array, header
  * buffers). With 32 streams a turn the same sizes pile up past glibc's
  * thread cache (7 a size) and go the slow way, _int_malloc/_int_free.
- * Here, a worker's small blocks are kept in free lists by 64-byte class,
- * capped in total bytes, so what a busy turn frees the next one takes
- * back; larger blocks go to malloc. The lists are per worker thread,
- * not per connection: an idle connection holds none of it. Under
- * AddressSanitizer nghttp2 gets plain malloc, so ASan sees every block.
+ * Here a worker keeps freed small blocks in lists by size, up to
+ * H2_MEM_CAP bytes, so what one turn frees the next takes back. The
+ * blocks are plain malloc blocks of glibc's own sizes (16k + 8 usable
+ * bytes), their size read back by malloc_usable_size: no header, no
+ * rounding beyond glibc's, so a block an idle session keeps (HPACK
+ * entries) costs what it did. The lists are per worker thread, not per
+ * connection, so idle connections hold none of it; they are given back
+ * when a connection closes and no other has open streams. (Given back
+ * whenever the worker's last busy connection went idle, they were
+ * emptied nearly every turn under load and saved nothing: 32 KiB at
+ * most wait for the next close.) Under AddressSanitizer, or without
+ * glibc, nghttp2 gets plain malloc (ASan sees every block).
  */
 #if defined(__SANITIZE_ADDRESS__)
 #define H2_MEM_POOL 0
@@ -129,70 +136,64 @@ static struct span *slot_span(struct request *r, int i)
 #define H2_MEM_POOL 0
 #endif
 #endif
-#ifndef H2_MEM_POOL
+#if !defined(H2_MEM_POOL) && defined(__GLIBC__)
 #define H2_MEM_POOL 1
 #endif
 
+#ifdef H2_MEM_POOL
 #if H2_MEM_POOL
-#define H2_MEM_STEP    64
-#define H2_MEM_CLASSES 16           /* blocks up to 1 KiB */
-#define H2_MEM_CAP     (128 * 1024) /* bytes kept free, a worker */
-#define H2_MEM_HDR     16           /* keeps nghttp2's alignment */
+#include <malloc.h>
 
-union h2blk {
-	union h2blk *next; /* free: the list */
-	size_t cls;        /* in use: its class, or SIZE_MAX */
+#define H2_MEM_CLASSES 64          /* usable 8, 24, ... 1016 bytes */
+#define H2_MEM_CAP     (32 * 1024) /* bytes kept free, a worker */
+#define H2_MEM_SIZE(k) (16 * (size_t)(k) + 8)
+
+struct h2blk {
+	struct h2blk *next;
 };
 
-static __thread union h2blk *h2_free_list[H2_MEM_CLASSES];
+static __thread struct h2blk *h2_free_list[H2_MEM_CLASSES];
 static __thread size_t h2_free_bytes;
 
 static void *h2_malloc(size_t size, void *ud)
 {
-	size_t cls = size ? (size - 1) / H2_MEM_STEP : 0;
-	union h2blk *b;
+	size_t k = size <= 8 ? 0 : (size - 8 + 15) / 16;
+	struct h2blk *b;
 
 	(void)ud;
-	if (cls >= H2_MEM_CLASSES) {
-		if ((b = malloc(H2_MEM_HDR + size)) == NULL)
-			return NULL;
-		b->cls = SIZE_MAX;
-		return (char *)b + H2_MEM_HDR;
-	}
-	if ((b = h2_free_list[cls]) != NULL) {
-		h2_free_list[cls] = b->next;
-		h2_free_bytes -= (cls + 1) * H2_MEM_STEP;
-	} else if ((b = malloc(H2_MEM_HDR + (cls + 1) * H2_MEM_STEP)) == NULL)
-		return NULL;
-	b->cls = cls;
-	return (char *)b + H2_MEM_HDR;
+	if (k >= H2_MEM_CLASSES)
+		return malloc(size);
+	if ((b = h2_free_list[k]) == NULL)
+		return malloc(H2_MEM_SIZE(k));
+	h2_free_list[k] = b->next;
+	h2_free_bytes -= H2_MEM_SIZE(k);
+	return b;
 }
 
 static void h2_mfree(void *p, void *ud)
 {
-	union h2blk *b;
-	size_t cls;
+	size_t k;
 
 	(void)ud;
 	if (p == NULL)
 		return;
-	b = (union h2blk *)(void *)((char *)p - H2_MEM_HDR);
-	cls = b->cls;
-	if (cls == SIZE_MAX ||
-	    h2_free_bytes + (cls + 1) * H2_MEM_STEP > H2_MEM_CAP) {
-		free(b);
+	/* the list whose size it holds (any block: usable >= the size) */
+	k = (malloc_usable_size(p) - 8) / 16;
+	if (k >= H2_MEM_CLASSES ||
+	    h2_free_bytes + H2_MEM_SIZE(k) > H2_MEM_CAP) {
+		free(p);
 		return;
 	}
-	b->next = h2_free_list[cls];
-	h2_free_list[cls] = b;
-	h2_free_bytes += (cls + 1) * H2_MEM_STEP;
+	((struct h2blk *)p)->next = h2_free_list[k];
+	h2_free_list[k] = p;
+	h2_free_bytes += H2_MEM_SIZE(k);
 }
 
 static void *h2_calloc(size_t n, size_t size, void *ud)
 {
 	void *p;
 
-	if (size != 0 && n > SIZE_MAX / 2 / size)
+	if (size != 0 && n > SIZE_MAX / size)
 		return NULL;
 	if ((p = h2_malloc(n * size, ud)) != NULL)
 		memset(p, 0, n * size);
@@ -201,26 +202,21 @@ static void *h2_calloc(size_t n, size_t size, void *ud)
 
 static void *h2_realloc(void *p, size_t size, void *ud)
 {
-	union h2blk *b;
-	void *np;
-	size_t have;
+	(void)ud;
+	return realloc(p, size); /* every block is a malloc block */
+}
 
-	if (p == NULL)
-		return h2_malloc(size, ud);
-	b = (union h2blk *)(void *)((char *)p - H2_MEM_HDR);
-	if (b->cls == SIZE_MAX) {
-		if ((b = realloc(b, H2_MEM_HDR + size)) == NULL)
-			return NULL;
-		return (char *)b + H2_MEM_HDR;
-	}
-	have = (b->cls + 1) * H2_MEM_STEP;
-	if (size <= have)
-		return p;
-	if ((np = h2_malloc(size, ud)) == NULL)
-		return NULL;
-	memcpy(np, p, have);
-	h2_mfree(p, ud);
-	return np;
+/* A connection closed and none of the worker's has open streams: give
+ * the free blocks back. */
+static void h2_mem_trim(void)
+{
+	for (int i = 0; i < H2_MEM_CLASSES; i++)
+		while (h2_free_list[i] != NULL) {
+			struct h2blk *b = h2_free_list[i];
+			h2_free_list[i] = b->next;
+			free(b);
+		}
+	h2_free_bytes = 0;
 }
 
 static nghttp2_mem h2_mem = {
@@ -230,9 +226,17 @@ static nghttp2_mem h2_mem = {
 	.realloc = h2_realloc,
 };
 #define H2_MEM (&h2_mem)
-#else
-#define H2_MEM NULL /* nghttp2's default: malloc */
 #endif
+#endif
+#ifndef H2_MEM
+#define H2_MEM NULL /* nghttp2's default: malloc */
+static void h2_mem_trim(void)
+{
+}
+#endif
+
+/* HTTP/2 connections of this worker with open streams */
+static __thread unsigned h2_busy;
 
 /* ---- output buffer ---- */
 
@@ -322,7 +326,8 @@ static int on_begin_headers(
 	s->r.http_major = 2;
 	s->r.start_us = date_mono_us();
 	TAILQ_INSERT_TAIL(&c->h2->streams, s, link);
-	c->h2->nopen++;
+	if (c->h2->nopen++ == 0)
+		h2_busy++;
 	nghttp2_session_set_stream_user_data(ng, s->id, s);
 	return 0;
 }
@@ -799,7 +804,8 @@ static int on_stream_close(
 	(void)code;
 	if (s == NULL)
 		return 0;
-	c->h2->nopen--;
+	if (--c->h2->nopen == 0)
+		h2_busy--;
 	s->closed = 1;
 	if (s->segs == 0)
 		stream_free(c, s);
@@ -1108,6 +1114,10 @@ static void h2_free(struct conn *c)
 	if (h == NULL)
 		return;
 	nghttp2_session_del(h->ng); /* may call on_stream_close: first */
+	if (h->nopen > 0)
+		h2_busy--;
+	if (h2_busy == 0)
+		h2_mem_trim();
 	while ((s = TAILQ_FIRST(&h->streams)) != NULL)
 		stream_free(c, s);
 	free(h->obuf);
