@@ -407,6 +407,16 @@ static void add_nv(nghttp2_nv *nv, size_t *n, const char *name, size_t namelen,
 
 #define add_header(nv, n, name, value)                                         \
 	add_nv(nv, n, "" name, sizeof(name) - 1, value, strlen(value))
+/* issue 13: a value whose length is known (no strlen) */
+#define add_header_n(nv, n, name, value, len)                                  \
+	add_nv(nv, n, "" name, sizeof(name) - 1, value, len)
+/* a literal value: nghttp2 need not copy it either */
+#define add_header_lit(nv, n, name, value)                                     \
+	do {                                                                   \
+		add_nv(nv, n, "" name, sizeof(name) - 1, "" value,             \
+		    sizeof(value) - 1);                                        \
+		nv[*(n)-1].flags |= NGHTTP2_NV_FLAG_NO_COPY_VALUE;             \
+	} while (0)
 
 /* Between ranges of a multipart body: a part head or the closing
  * delimiter, copied into the frame (its file bytes go by NO_COPY). */
@@ -655,21 +665,21 @@ static void respond(struct conn *c, struct stream *s)
 	int body = r->method != M_HEAD && r->status != 304 && r->clen > 0;
 	struct location *l = r->loc;
 
-	date_u64(status, (uint64_t)r->status, 10);
-	add_header(nv, &n, ":status", status);
+	add_header_n(nv, &n, ":status", status,
+	    (size_t)(date_u64(status, (uint64_t)r->status, 10) - status));
 	if (c->cfg->server_tokens)
-		add_header(nv, &n, "server", "kttpd");
+		add_header_lit(nv, &n, "server", "kttpd");
 	add_header(nv, &n, "date", conn_date(c));
 	if (r->status != 304) {
-		date_u64(clen, r->clen, 10);
 		add_header(nv, &n, "content-type", r->ctype);
-		add_header(nv, &n, "content-length", clen);
+		add_header_n(nv, &n, "content-length", clen,
+		    (size_t)(date_u64(clen, r->clen, 10) - clen));
 	}
 	if (file || r->status == 304) {
 		if (file)
-			add_header(nv, &n, "accept-ranges", "bytes");
-		date_format(r->mtime, lm, sizeof(lm));
-		add_header(nv, &n, "last-modified", lm);
+			add_header_lit(nv, &n, "accept-ranges", "bytes");
+		add_header_n(nv, &n, "last-modified", lm,
+		    date_format(r->mtime, lm, sizeof(lm)));
 		add_header(nv, &n, "etag", r->etag);
 		if (r->partial) {
 			snprintf(crange, sizeof(crange), "bytes %llu-%llu/%llu",
@@ -681,7 +691,7 @@ static void respond(struct conn *c, struct stream *s)
 		if (r->encoding)
 			add_header(nv, &n, "content-encoding", r->encoding);
 		if (r->vary)
-			add_header(nv, &n, "vary", "accept-encoding");
+			add_header_lit(nv, &n, "vary", "accept-encoding");
 		if (l && l->cache_control)
 			add_header(nv, &n, "cache-control", l->cache_control);
 		if (l && l->expires > 0) {
@@ -695,7 +705,7 @@ static void respond(struct conn *c, struct stream *s)
 		add_header(nv, &n, "content-range", crange);
 	}
 	if (r->status == 405)
-		add_header(nv, &n, "allow", "GET, HEAD");
+		add_header_lit(nv, &n, "allow", "GET, HEAD");
 	if (r->location)
 		add_header(nv, &n, "location", r->location);
 	if (r->retry_after > 0) {
