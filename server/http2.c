@@ -12,7 +12,8 @@
  *              16384-byte frame (9 + 16375) is exactly one TLS record
  *   userspace  payloads are read into the frame buffer, which one
  *              SSL_write sends whole: full records, which conn_send
- *              gathers into few write()s (issue 13)
+ *              gathers into few write()s; a stream's next frames'
+ *              payloads are read with the first one (pf_read; issue 13)
  * Small payloads are copied into the buffer in both modes. nghttp2 is
  * asked for more frames only when the queue has drained, so a frame that
  * began leaving is finished before anything else is written.
