@@ -12,7 +12,8 @@
  *              16384-byte frame (9 + 16375) is exactly one TLS record
  *   userspace  payloads are read into the frame buffer, which one
  *              SSL_write sends whole: full records, which conn_send
- *              gathers into few write()s (issue 13)
+ *              gathers into few write()s; a stream's next frames'
+ *              payloads are read with the first one (pf_read; issue 13)
  * Small payloads are copied into the buffer in both modes. nghttp2 is
  * asked for more frames only when the queue has drained, so a frame that
  * began leaving is finished before anything else is written.
@@ -37,6 +38,7 @@
 #define H2_MAX_SEGS  64
 #define H2_ARENA_INL 256 /* request header values kept in the stream */
 #define H2_OBUF_INIT (H2_OUT_LOW + 2 * KT_CHUNK)
+#define H2_PF_MAX    4 /* frames' payloads read ahead by one preadv */
 
 struct stream {
 	TAILQ_ENTRY(stream) link;
@@ -44,6 +46,7 @@ struct stream {
 	int32_t id;
 	int closed; /* nghttp2 is done with it */
 	int segs;   /* queued file ranges still reading r.fd */
+	int no_pf;  /* its frames take turns with others': no read-ahead */
 	size_t hdr_bytes;
 	char *arena; /* request header values; r's spans point here */
 	size_t alen, acap;
@@ -75,6 +78,15 @@ struct h2 {
 	double reset_tokens; /* rapid reset bucket, refilled over time */
 	int64_t reset_us;
 	struct h2ids ids; /* stream ids opened: lower new ones are errors */
+	/* issue 13: payloads of the next DATA frames of pf_s, read ahead
+	 * into obuf where those frames would go (after their headers) if
+	 * nothing else is written in between; pf_at: the next to use */
+	struct stream *pf_s;
+	int pf_n, pf_at;
+	struct {
+		size_t pos, len;
+		uint64_t off;
+	} pf[H2_PF_MAX];
 };
 
 /* Which request span each slot fills. */
@@ -98,6 +110,134 @@ static struct span *slot_span(struct request *r, int i)
 		&r->if_range, &r->user_agent, &r->accept_encoding };
 	return map[i];
 }
+
+/* ---- nghttp2's allocations ----
+ *
+ * issue 13: nghttp2 mallocs and frees about five small blocks a stream
+ * (the stream, the outbound item, the copied header array, header
+ * buffers). With 32 streams a turn the same sizes pile up past glibc's
+ * thread cache (7 a size) and go the slow way, _int_malloc/_int_free.
+ * Here a worker keeps freed small blocks in lists by size, up to
+ * H2_MEM_CAP bytes, so what one turn frees the next takes back. The
+ * blocks are plain malloc blocks of glibc's own sizes (16k + 8 usable
+ * bytes), their size read back by malloc_usable_size: no header, no
+ * rounding beyond glibc's, so a block an idle session keeps (HPACK
+ * entries) costs what it did. The lists are per worker thread, not per
+ * connection, so idle connections hold none of it; they are given back
+ * when a connection closes and no other has open streams. (Given back
+ * whenever the worker's last busy connection went idle, they were
+ * emptied nearly every turn under load and saved nothing: 32 KiB at
+ * most wait for the next close.) Under AddressSanitizer, or without
+ * glibc, nghttp2 gets plain malloc (ASan sees every block).
+ */
+#if defined(__SANITIZE_ADDRESS__)
+#define H2_MEM_POOL 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define H2_MEM_POOL 0
+#endif
+#endif
+#if !defined(H2_MEM_POOL) && defined(__GLIBC__)
+#define H2_MEM_POOL 1
+#endif
+
+#ifdef H2_MEM_POOL
+#if H2_MEM_POOL
+#include <malloc.h>
+
+#define H2_MEM_CLASSES 64          /* usable 8, 24, ... 1016 bytes */
+#define H2_MEM_CAP     (32 * 1024) /* bytes kept free, a worker */
+#define H2_MEM_SIZE(k) (16 * (size_t)(k) + 8)
+
+struct h2blk {
+	struct h2blk *next;
+};
+
+static __thread struct h2blk *h2_free_list[H2_MEM_CLASSES];
+static __thread size_t h2_free_bytes;
+
+static void *h2_malloc(size_t size, void *ud)
+{
+	size_t k = size <= 8 ? 0 : (size - 8 + 15) / 16;
+	struct h2blk *b;
+
+	(void)ud;
+	if (k >= H2_MEM_CLASSES)
+		return malloc(size);
+	if ((b = h2_free_list[k]) == NULL)
+		return malloc(H2_MEM_SIZE(k));
+	h2_free_list[k] = b->next;
+	h2_free_bytes -= H2_MEM_SIZE(k);
+	return b;
+}
+
+static void h2_mfree(void *p, void *ud)
+{
+	size_t k;
+
+	(void)ud;
+	if (p == NULL)
+		return;
+	/* the list whose size it holds (any block: usable >= the size) */
+	k = (malloc_usable_size(p) - 8) / 16;
+	if (k >= H2_MEM_CLASSES ||
+	    h2_free_bytes + H2_MEM_SIZE(k) > H2_MEM_CAP) {
+		free(p);
+		return;
+	}
+	((struct h2blk *)p)->next = h2_free_list[k];
+	h2_free_list[k] = p;
+	h2_free_bytes += H2_MEM_SIZE(k);
+}
+
+static void *h2_calloc(size_t n, size_t size, void *ud)
+{
+	void *p;
+
+	if (size != 0 && n > SIZE_MAX / size)
+		return NULL;
+	if ((p = h2_malloc(n * size, ud)) != NULL)
+		memset(p, 0, n * size);
+	return p;
+}
+
+static void *h2_realloc(void *p, size_t size, void *ud)
+{
+	(void)ud;
+	return realloc(p, size); /* every block is a malloc block */
+}
+
+/* A connection closed and none of the worker's has open streams: give
+ * the free blocks back. */
+static void h2_mem_trim(void)
+{
+	for (int i = 0; i < H2_MEM_CLASSES; i++)
+		while (h2_free_list[i] != NULL) {
+			struct h2blk *b = h2_free_list[i];
+			h2_free_list[i] = b->next;
+			free(b);
+		}
+	h2_free_bytes = 0;
+}
+
+static nghttp2_mem h2_mem = {
+	.malloc = h2_malloc,
+	.free = h2_mfree,
+	.calloc = h2_calloc,
+	.realloc = h2_realloc,
+};
+#define H2_MEM (&h2_mem)
+#endif
+#endif
+#ifndef H2_MEM
+#define H2_MEM NULL /* nghttp2's default: malloc */
+static void h2_mem_trim(void)
+{
+}
+#endif
+
+/* HTTP/2 connections of this worker with open streams */
+static __thread unsigned h2_busy;
 
 /* ---- output buffer ---- */
 
@@ -131,6 +271,8 @@ static int out_append(struct h2 *h, const void *p, size_t n)
 
 static void stream_free(struct conn *c, struct stream *s)
 {
+	if (c->h2->pf_s == s)
+		c->h2->pf_s = NULL;
 	TAILQ_REMOVE(&c->h2->streams, s, link);
 	if (s->r.status != 0)
 		req_log(c, &s->r);
@@ -185,7 +327,8 @@ static int on_begin_headers(
 	s->r.http_major = 2;
 	s->r.start_us = date_mono_us();
 	TAILQ_INSERT_TAIL(&c->h2->streams, s, link);
-	c->h2->nopen++;
+	if (c->h2->nopen++ == 0)
+		h2_busy++;
 	nghttp2_session_set_stream_user_data(ng, s->id, s);
 	return 0;
 }
@@ -265,6 +408,16 @@ static void add_nv(nghttp2_nv *nv, size_t *n, const char *name, size_t namelen,
 
 #define add_header(nv, n, name, value)                                         \
 	add_nv(nv, n, "" name, sizeof(name) - 1, value, strlen(value))
+/* issue 13: a value whose length is known (no strlen) */
+#define add_header_n(nv, n, name, value, len)                                  \
+	add_nv(nv, n, "" name, sizeof(name) - 1, value, len)
+/* a literal value: nghttp2 need not copy it either */
+#define add_header_lit(nv, n, name, value)                                     \
+	do {                                                                   \
+		add_nv(nv, n, "" name, sizeof(name) - 1, "" value,             \
+		    sizeof(value) - 1);                                        \
+		nv[*(n)-1].flags |= NGHTTP2_NV_FLAG_NO_COPY_VALUE;             \
+	} while (0)
 
 /* Between ranges of a multipart body: a part head or the closing
  * delimiter, copied into the frame (its file bytes go by NO_COPY). */
@@ -327,6 +480,101 @@ static ssize_t read_body(nghttp2_session *ng, int32_t id, uint8_t *buf,
 	return (ssize_t)n;
 }
 
+/*
+ * issue 13: userspace TLS reads every payload into obuf, one pread per
+ * 16 KiB frame. When nghttp2 asks for one frame of a stream that has more
+ * to send, the frames that would follow it in this batch (up to
+ * H2_OUT_LOW, within the flow-control windows) are read too, by one
+ * preadv into the places their payloads take if the stream's frames come
+ * back to back. Each is used only if it does: pf_take checks that the
+ * frame is the next one of that stream at that very place. Anything else
+ * (another stream's frame, a control frame, a shorter frame, a new
+ * batch) drops the rest: it was a read too many, never wrong bytes; a
+ * stream whose frames alternate with another's reads no more ahead.
+ * 1: the frame's payload was read (it is in obuf), 0: not tried,
+ * -1: not in memory (ask aio_ready).
+ */
+static int pf_read(struct conn *c, struct stream *s, size_t length)
+{
+	struct h2 *h = c->h2;
+	struct request *r = &s->r;
+	struct iovec iov[1 + H2_PF_MAX];
+	size_t pos = h->olen + 9, end = pos + length;
+	uint64_t left = r->len - length;
+	int32_t sw, cw;
+	int n = 1;
+	ssize_t got;
+
+	h->pf_s = NULL;
+	if (s->no_pf || c->aio != NULL || r->fd < 0 || r->nparts > 0 ||
+	    left == 0 || length < H2_PAYLOAD || end >= H2_OUT_LOW)
+		return 0;
+	sw = nghttp2_session_get_stream_remote_window_size(h->ng, s->id);
+	cw = nghttp2_session_get_remote_window_size(h->ng);
+	sw = sw < cw ? sw : cw;
+	if (sw <= (int32_t)length)
+		return 0;
+	if (left > (uint64_t)sw - length) /* it may or may not count this one */
+		left = (uint64_t)sw - length;
+	iov[0].iov_base = h->obuf + pos;
+	iov[0].iov_len = length;
+	while (n <= H2_PF_MAX && left > 0 && end < H2_OUT_LOW) {
+		size_t k = left < H2_PAYLOAD ? (size_t)left : H2_PAYLOAD;
+		if (out_reserve(h, end + 9 + k - h->olen) < 0)
+			break;
+		h->pf[n - 1].pos = end + 9;
+		h->pf[n - 1].len = k;
+		h->pf[n - 1].off = r->off + (end + 9 - pos) - 9 * (size_t)n;
+		end += 9 + k;
+		left -= k;
+		n++;
+	}
+	if (n == 1)
+		return 0;
+	for (int i = 1; i < n; i++) /* obuf may have moved */
+		iov[i] = (struct iovec){ h->obuf + h->pf[i - 1].pos,
+			h->pf[i - 1].len };
+	iov[0].iov_base = h->obuf + pos;
+	got = sys_preadv_nowait(r->fd, iov, n, r->off);
+	if (got < 0 && (errno == EOPNOTSUPP || errno == ENOSYS))
+		return 0;
+	if (got < (ssize_t)length)
+		return -1; /* cold, or shrank: the usual way */
+	got -= (ssize_t)length;
+	h->pf_n = 0;
+	for (int i = 0; i < n - 1 && got > 0; i++) {
+		if ((size_t)got < h->pf[i].len)
+			h->pf[i].len = (size_t)got;
+		got -= (ssize_t)h->pf[i].len;
+		h->pf_n++;
+	}
+	h->pf_at = 0;
+	h->pf_s = h->pf_n > 0 ? s : NULL;
+	return 1;
+}
+
+/* Is this frame's payload already in obuf, read by pf_read? */
+static int pf_take(struct h2 *h, struct stream *s, size_t length)
+{
+	if (h->pf_s != s) {
+		/* another stream's frame took the place: they take turns
+		 * (RFC 9218 incremental), so reading ahead for that stream
+		 * would only read its bytes twice */
+		if (h->pf_s != NULL)
+			h->pf_s->no_pf = 1;
+		h->pf_s = NULL;
+		return 0;
+	}
+	if (h->pf[h->pf_at].pos != h->olen + 9 ||
+	    h->pf[h->pf_at].off != s->r.off || h->pf[h->pf_at].len < length) {
+		h->pf_s = NULL;
+		return 0;
+	}
+	if (h->pf[h->pf_at].len != length || ++h->pf_at == h->pf_n)
+		h->pf_s = NULL; /* a shorter frame: the rest are misplaced */
+	return 1;
+}
+
 /* A frame's payload: copied into obuf when small or in userspace TLS,
  * else queued as a file range for sendfile. */
 static int send_data_cb(nghttp2_session *ng, nghttp2_frame *f,
@@ -338,6 +586,7 @@ static int send_data_cb(nghttp2_session *ng, nghttp2_frame *f,
 	struct request *r = &s->r;
 	int copy = !c->mode.ktls_tx || length < H2_COPY_MAX ||
 	    r->fbody != NULL; /* issue 13: cached bytes are copied */
+	int pf;
 
 	(void)ng;
 	(void)f; /* we never ask for padding */
@@ -345,8 +594,18 @@ static int send_data_cb(nghttp2_session *ng, nghttp2_frame *f,
 		return NGHTTP2_ERR_WOULDBLOCK;
 	if (out_reserve(h, 9 + length) < 0)
 		return NGHTTP2_ERR_CALLBACK_FAILURE;
+	/* issue 13: read with (or before) the frames that follow it */
+	pf = !copy || r->fbody != NULL ? 0
+	    : pf_take(h, s, length)    ? 1
+	                               : pf_read(c, s, length);
+	if (pf > 0) {
+		r->off += length;
+		r->len -= length;
+	}
 	/* a copied payload the page cache holds: read and checked at once */
-	if (copy && aio_read_now(c, r, h->obuf + h->olen + 9, length)) {
+	if (pf > 0 ||
+	    (copy && pf == 0 &&
+	        aio_read_now(c, r, h->obuf + h->olen + 9, length))) {
 		memcpy(h->obuf + h->olen, framehd, 9);
 		h->olen += 9 + length;
 		r->sent += length;
@@ -407,21 +666,21 @@ static void respond(struct conn *c, struct stream *s)
 	int body = r->method != M_HEAD && r->status != 304 && r->clen > 0;
 	struct location *l = r->loc;
 
-	date_u64(status, (uint64_t)r->status, 10);
-	add_header(nv, &n, ":status", status);
+	add_header_n(nv, &n, ":status", status,
+	    (size_t)(date_u64(status, (uint64_t)r->status, 10) - status));
 	if (c->cfg->server_tokens)
-		add_header(nv, &n, "server", "kttpd");
+		add_header_lit(nv, &n, "server", "kttpd");
 	add_header(nv, &n, "date", conn_date(c));
 	if (r->status != 304) {
-		date_u64(clen, r->clen, 10);
 		add_header(nv, &n, "content-type", r->ctype);
-		add_header(nv, &n, "content-length", clen);
+		add_header_n(nv, &n, "content-length", clen,
+		    (size_t)(date_u64(clen, r->clen, 10) - clen));
 	}
 	if (file || r->status == 304) {
 		if (file)
-			add_header(nv, &n, "accept-ranges", "bytes");
-		date_format(r->mtime, lm, sizeof(lm));
-		add_header(nv, &n, "last-modified", lm);
+			add_header_lit(nv, &n, "accept-ranges", "bytes");
+		add_header_n(nv, &n, "last-modified", lm,
+		    date_format(r->mtime, lm, sizeof(lm)));
 		add_header(nv, &n, "etag", r->etag);
 		if (r->partial) {
 			snprintf(crange, sizeof(crange), "bytes %llu-%llu/%llu",
@@ -433,7 +692,7 @@ static void respond(struct conn *c, struct stream *s)
 		if (r->encoding)
 			add_header(nv, &n, "content-encoding", r->encoding);
 		if (r->vary)
-			add_header(nv, &n, "vary", "accept-encoding");
+			add_header_lit(nv, &n, "vary", "accept-encoding");
 		if (l && l->cache_control)
 			add_header(nv, &n, "cache-control", l->cache_control);
 		if (l && l->expires > 0) {
@@ -447,7 +706,7 @@ static void respond(struct conn *c, struct stream *s)
 		add_header(nv, &n, "content-range", crange);
 	}
 	if (r->status == 405)
-		add_header(nv, &n, "allow", "GET, HEAD");
+		add_header_lit(nv, &n, "allow", "GET, HEAD");
 	if (r->location)
 		add_header(nv, &n, "location", r->location);
 	if (r->retry_after > 0) {
@@ -556,7 +815,8 @@ static int on_stream_close(
 	(void)code;
 	if (s == NULL)
 		return 0;
-	c->h2->nopen--;
+	if (--c->h2->nopen == 0)
+		h2_busy--;
 	s->closed = 1;
 	if (s->segs == 0)
 		stream_free(c, s);
@@ -687,6 +947,7 @@ static int flush(struct conn *c)
 		if (w != W_DONE)
 			return w;
 		h->opos = h->olen = 0;
+		h->pf_s = NULL; /* what was read ahead is overwritten */
 		if (!nghttp2_session_want_write(h->ng))
 			return W_DONE;
 		/* fill up to the low-water mark, then write it */
@@ -825,7 +1086,7 @@ int h2_start(struct conn *c)
 	nghttp2_option_set_max_outbound_ack(opt, 1000);
 	nghttp2_option_set_max_settings(opt, 32);
 	nghttp2_option_set_no_closed_streams(opt, 1);
-	if (nghttp2_session_server_new2(&h->ng, cb, c, opt) != 0)
+	if (nghttp2_session_server_new3(&h->ng, cb, c, opt, H2_MEM) != 0)
 		goto fail;
 	c->h2 = h;
 	h = NULL;
@@ -864,6 +1125,10 @@ static void h2_free(struct conn *c)
 	if (h == NULL)
 		return;
 	nghttp2_session_del(h->ng); /* may call on_stream_close: first */
+	if (h->nopen > 0)
+		h2_busy--;
+	if (h2_busy == 0)
+		h2_mem_trim();
 	while ((s = TAILQ_FIRST(&h->streams)) != NULL)
 		stream_free(c, s);
 	free(h->obuf);

@@ -299,6 +299,17 @@ ssize_t sys_pread_nowait(int fd, void *buf, size_t len, uint64_t off)
 	return -1;
 }
 
+ssize_t sys_preadv_nowait(
+    int fd, const struct iovec *iov, int iovcnt, uint64_t off)
+{
+	(void)fd;
+	(void)iov;
+	(void)iovcnt;
+	(void)off;
+	errno = EOPNOTSUPP;
+	return -1;
+}
+
 int sys_in_memory(int fd, uint64_t off, size_t len)
 {
 	int first = page_in_memory(fd, off);

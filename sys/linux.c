@@ -286,6 +286,12 @@ ssize_t sys_pread_nowait(int fd, void *buf, size_t len, uint64_t off)
 	return preadv2(fd, &iov, 1, (off_t)off, RWF_NOWAIT);
 }
 
+ssize_t sys_preadv_nowait(
+    int fd, const struct iovec *iov, int iovcnt, uint64_t off)
+{
+	return preadv2(fd, iov, iovcnt, (off_t)off, RWF_NOWAIT);
+}
+
 int sys_in_memory(int fd, uint64_t off, size_t len)
 {
 	int first = page_in_memory(fd, off), last;

@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 /* Can this kernel take TLS sessions? 1 yes, 0 no with *why filled. */
 int sys_ktls_probe(int try_load, char *why, size_t whylen);
@@ -73,6 +74,10 @@ int sys_readahead(int fd, uint64_t off, size_t len, void *buf, size_t bufsz);
 /* pread() that never waits for the disk: the bytes read, or -1 (EAGAIN:
  * not all in memory; EOPNOTSUPP: this file or kernel cannot say). */
 ssize_t sys_pread_nowait(int fd, void *buf, size_t len, uint64_t off);
+/* The same into several buffers (issue 13: one read for several HTTP/2
+ * frames' payloads, which sit between their 9-byte headers). */
+ssize_t sys_preadv_nowait(
+    int fd, const struct iovec *iov, int iovcnt, uint64_t off);
 /* ---- end issue 9 ---- */
 
 /* ---- issue 13: change notification for the open-file cache -----------
