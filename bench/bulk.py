@@ -15,7 +15,6 @@ MB/s (data bytes / client wall time), server CPU s/GB (utime + stime from
 under strace -c -f (all server threads): syscalls per MB and per request.
 """
 
-import argparse
 import os
 import re
 import statistics
@@ -94,16 +93,8 @@ def syscalls(binary, kind, root, args):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--before", required=True)
-    ap.add_argument("--after", default=str(ofc.REPO / "build" / "kttpd"))
-    ap.add_argument("--seconds", type=int, default=5)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap = ofc.ab_parser("h1-100m,h2-1m,h1-16k")
     ap.add_argument("--big", type=int, default=20)
-    ap.add_argument("--server-cpu", type=int, default=0)
-    ap.add_argument("--client-cpu", type=int, default=1)
-    ap.add_argument("--kinds", default="h1-100m,h2-1m,h1-16k")
-    ap.add_argument("--strace", action="store_true")
     args = ap.parse_args()
     root = kt.site().new_root("bench-bulk")
     (root / "16k.bin").write_bytes(os.urandom(16384))

@@ -25,7 +25,6 @@ load on the machine (no kernel time); callgrind_annotate output under
 on each of 100 HTTP/2 connections.
 """
 
-import argparse
 import re
 import statistics
 import subprocess
@@ -173,15 +172,7 @@ def idle_rss(binary, conns=100, streams=99):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--before", required=True)
-    ap.add_argument("--after", default=str(ofc.REPO / "build" / "kttpd"))
-    ap.add_argument("--seconds", type=int, default=5)
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--server-cpu", type=int, default=0)
-    ap.add_argument("--client-cpu", type=int, default=1)
-    ap.add_argument("--kinds", default="h2-1k,h1-1k")
-    ap.add_argument("--strace", action="store_true")
+    ap = ofc.ab_parser("h2-1k,h1-1k")
     ap.add_argument("--perf", action="store_true")
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--callgrind", action="store_true")

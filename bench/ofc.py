@@ -97,7 +97,8 @@ def one(binary, kind, root, args):
     return n, (c1 - c0) / n * 1e6
 
 
-def main():
+def ab_parser(kinds):
+    """The options every A/B script here shares (bulk.py, h2cost.py)."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--before", required=True)
     ap.add_argument("--after", default=str(REPO / "build" / "kttpd"))
@@ -105,9 +106,13 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--server-cpu", type=int, default=0)
     ap.add_argument("--client-cpu", type=int, default=1)
-    ap.add_argument("--kinds", default="h1-1k,h1-16k,h2-1k")
+    ap.add_argument("--kinds", default=kinds)
     ap.add_argument("--strace", action="store_true")
-    args = ap.parse_args()
+    return ap
+
+
+def main():
+    args = ab_parser("h1-1k,h1-16k,h2-1k").parse_args()
     root = kt.site().new_root("bench-ofc")
     (root / "1k.txt").write_bytes(b"x" * 1024)
     (root / "16k.bin").write_bytes(os.urandom(16384))
