@@ -629,7 +629,6 @@ static int v_location(cfg_t *cfg, cfg_opt_t *opt)
 /* A tls section's settings; tp holds them, and is returned. */
 static const struct tls_params *tls_params(cfg_t *tls, struct tls_params *tp)
 {
-
 	memset(tp, 0, sizeof(*tp));
 	tp->cert = cfg_getstr(tls, "certificate");
 	tp->key = cfg_getstr(tls, "key");

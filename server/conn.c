@@ -80,16 +80,8 @@ void conn_deadline(struct conn *c, long seconds)
 void conn_wait(struct conn *c, short what)
 {
 	struct timeval tv;
-	int64_t now = conn_now_us(c), left = c->deadline_us - now;
+	int64_t left = c->deadline_us - conn_now_us(c);
 
-	/* issue 13: waiting again for the same thing with a timer that
-	 * fires no later than the deadline (a keep-alive request's usual
-	 * case): no event_add, conn_io re-arms the timer if it comes early */
-	if (c->ev_what == what && c->armed_us != 0 &&
-	    c->armed_us <= c->deadline_us) {
-		c->timer_lazy = c->armed_us < c->deadline_us;
-		return;
-	}
 	if (left < 0)
 		left = 0;
 	tv.tv_sec = left / 1000000;
@@ -101,11 +93,6 @@ void conn_wait(struct conn *c, short what)
 		c->ev_what = what;
 	}
 	event_add(c->ev, &tv);
-	c->timer_lazy = 0;
-	/* a zero timer is not rescheduled by libevent; one past 32 bits of
-	 * microseconds is not followed: both re-added every time */
-	c->armed_us = left > 0 && left <= UINT32_MAX ? now + left : 0;
-	c->tv_us = (uint32_t)(c->armed_us ? left : 0);
 }
 
 /* Wait for no socket event, only the deadline: the connection's next
@@ -122,8 +109,6 @@ void conn_sleep(struct conn *c)
 	event_del(c->ev);
 	event_assign(c->ev, c->w->base, -1, 0, conn_io, c);
 	c->ev_what = 0; /* so the next conn_wait assigns the socket again */
-	c->armed_us = 0;
-	c->timer_lazy = 0;
 	event_add(c->ev, &tv);
 }
 
@@ -221,8 +206,6 @@ static void proxy_read(struct conn *c)
 		event_assign(c->ev, c->w->base, -1, 0, conn_io, c);
 		c->ev_what = -1; /* a timer now: the next conn_wait re-assigns
 		                  */
-		c->armed_us = 0;
-		c->timer_lazy = 0;
 		event_add(c->ev, &tv);
 		return;
 	}
@@ -552,16 +535,6 @@ static void conn_io(evutil_socket_t fd, short what, void *arg)
 		"send", "disk read", "linger" };
 
 	(void)fd;
-	if (!(what & EV_TIMEOUT)) {
-		if (c->armed_us != 0) /* libevent moved the persistent timer */
-			c->armed_us = conn_now_us(c) + c->tv_us;
-	} else if (c->timer_lazy && c->ev_what > 0 &&
-	    conn_now_us(c) < c->deadline_us) {
-		c->armed_us = 0; /* early: conn_wait left it (issue 13) */
-		conn_wait(c, c->ev_what);
-		return;
-	} else
-		c->armed_us = 0;
 	if (c->state == CS_PROXY && (what & EV_TIMEOUT) &&
 	    conn_now_us(c) < c->deadline_us) {
 		proxy_read(c); /* the poll timer, not the deadline */

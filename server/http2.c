@@ -130,19 +130,16 @@ static struct span *slot_span(struct request *r, int i)
  * most wait for the next close.) Under AddressSanitizer, or without
  * glibc, nghttp2 gets plain malloc (ASan sees every block).
  */
-#if defined(__SANITIZE_ADDRESS__)
-#define H2_MEM_POOL 0
-#elif defined(__has_feature)
+#if defined(__has_feature) /* clang */
 #if __has_feature(address_sanitizer)
-#define H2_MEM_POOL 0
+#define H2_ASAN
 #endif
 #endif
-#if !defined(H2_MEM_POOL) && defined(__GLIBC__)
-#define H2_MEM_POOL 1
+#if defined(__SANITIZE_ADDRESS__) /* gcc */
+#define H2_ASAN
 #endif
 
-#ifdef H2_MEM_POOL
-#if H2_MEM_POOL
+#if defined(__GLIBC__) && !defined(H2_ASAN)
 #include <malloc.h>
 
 #define H2_MEM_CLASSES 64          /* usable 8, 24, ... 1016 bytes */
@@ -227,9 +224,7 @@ static nghttp2_mem h2_mem = {
 	.realloc = h2_realloc,
 };
 #define H2_MEM (&h2_mem)
-#endif
-#endif
-#ifndef H2_MEM
+#else
 #define H2_MEM NULL /* nghttp2's default: malloc */
 static void h2_mem_trim(void)
 {
@@ -516,7 +511,6 @@ static int pf_read(struct conn *c, struct stream *s, size_t length)
 		return 0;
 	if (left > (uint64_t)sw - length) /* it may or may not count this one */
 		left = (uint64_t)sw - length;
-	iov[0].iov_base = h->obuf + pos;
 	iov[0].iov_len = length;
 	while (n <= H2_PF_MAX && left > 0 && end < H2_OUT_LOW) {
 		size_t k = left < H2_PAYLOAD ? (size_t)left : H2_PAYLOAD;
@@ -531,10 +525,10 @@ static int pf_read(struct conn *c, struct stream *s, size_t length)
 	}
 	if (n == 1)
 		return 0;
-	for (int i = 1; i < n; i++) /* obuf may have moved */
+	iov[0].iov_base = h->obuf + pos; /* obuf may have moved meanwhile */
+	for (int i = 1; i < n; i++)
 		iov[i] = (struct iovec){ h->obuf + h->pf[i - 1].pos,
 			h->pf[i - 1].len };
-	iov[0].iov_base = h->obuf + pos;
 	got = sys_preadv_nowait(r->fd, iov, n, r->off);
 	if (got < 0 && (errno == EOPNOTSUPP || errno == ENOSYS))
 		return 0;

@@ -42,9 +42,9 @@
 #define KT_DEF_CLIENT_TABLE_SIZE  65536 /* slots, 32 bytes each */
 #define KT_DEF_CLIENT_CONN_STATUS 503   /* nginx limit_conn_status */
 #define KT_DEF_CLIENT_RATE_STATUS 429
-#define KT_DEF_TICKET_ROTATE      3600 /* s, a key encrypts this long */
-#define KT_TICKET_KEYS_MAX        16   /* keys in session_ticket_key_file */
-#define KT_TICKET_KEY_LEN         80   /* nginx: name 16, hmac 32, aes 32 */
+#define KT_DEF_TICKET_ROTATE      3600  /* s, a key encrypts this long */
+#define KT_TICKET_KEYS_MAX        16    /* keys in session_ticket_key_file */
+#define KT_TICKET_KEY_LEN         80    /* nginx: name 16, hmac 32, aes 32 */
 #define KT_DEF_OFC_BODY           16384 /* issue 13: bodies kept in memory, */
 #define KT_DEF_OFC_MEMORY         (8 << 20) /* ... each at most, and in all */
 
@@ -122,8 +122,8 @@ struct vhost {
 	struct location *locs; /* longest prefix first; the last is "/" */
 	int nlocs;
 	void *ssl_ctx; /* SSL_CTX *, NULL without a tls section */
-	char *tls_ciphers, *tls_suites; /* applied when SNI picks us */
-	int http2;                      /* offer h2 in ALPN */
+	char *tls_ciphers, *tls_suites;  /* applied when SNI picks us */
+	int http2;                       /* offer h2 in ALPN */
 	struct redirect *https_redirect; /* issue 15: plain HTTP -> https */
 	struct config *cfg;
 };
@@ -340,7 +340,6 @@ struct conn {
 	struct listen_addr *la;
 	struct vhost *vh; /* chosen by SNI, or the listener's default */
 	int fd;
-	uint32_t tv_us; /* the timer's length as last given to event_add */
 	void *ssl; /* SSL *, NULL on a plain listener */
 	struct event *ev;
 	enum conn_state state;
@@ -351,13 +350,12 @@ struct conn {
 	unsigned want_write : 1; /* TLS asked for writability while reading */
 	unsigned tls_failed : 1; /* fatal TLS error: no close_notify */
 	unsigned aio_trust : 1;  /* the pool just read the bytes: no question */
-	unsigned timer_lazy : 1; /* armed_us is before the deadline */
 	struct aio_job *aio;     /* in flight for us, or NULL */
 	/* the protocol ALPN chose (HTTP/1.1 without it), NULL before */
 	const struct conn_proto *proto;
-	struct h2 *h2;           /* http2.c's state when proto is h2 */
-	struct cl_slot *cl;      /* the client's pinned slot (clientlimit.c) */
-	unsigned cl_over : 1;    /* over client_max_connections: refuse */
+	struct h2 *h2;        /* http2.c's state when proto is h2 */
+	struct cl_slot *cl;   /* the client's pinned slot (clientlimit.c) */
+	unsigned cl_over : 1; /* over client_max_connections: refuse */
 	/* issue 14: our KeyUpdate is not sent yet */
 	unsigned rekey_pending : 1;
 	/* issue 13: userspace TLS: a buffering BIO on the socket while a
@@ -380,13 +378,6 @@ struct conn {
 	size_t wlen, wpos;
 	size_t linger_left;
 	int64_t linger_end_us;
-	/* issue 13: when ev's timer fires as conn_wait set it (libevent
-	 * moves a persistent event's timer to now + tv_us on every socket
-	 * activation: conn_io follows), 0 unknown; conn_wait leaves a timer
-	 * that fires no later than the deadline (timer_lazy), conn_io
-	 * re-arms it if it fires early. 416 -> 424 bytes: the same malloc
-	 * chunk, no idle memory added */
-	int64_t armed_us;
 };
 
 TAILQ_HEAD(conn_list, conn);
@@ -429,7 +420,7 @@ struct worker {
 struct tls_params {
 	const char *cert, *key, *ciphers, *suites;
 	const char *ocsp; /* issue 15: DER OCSP response to staple, or NULL */
-	int min, max; /* protocol versions, 0x0303 = TLS 1.2 */
+	int min, max;     /* protocol versions, 0x0303 = TLS 1.2 */
 };
 struct config *config_load(const char *path);
 void config_serving(void);

@@ -9,9 +9,7 @@
 #include "kttpd.h"
 
 #include <string.h>
-#include <strings.h>
 
-/* Host header or SNI name -> one of the listener's servers, or NULL. */
 /* name (NUL-terminated, from the config) is s[0..len), ASCII case
  * folded: no strlen and no locale-aware strncasecmp per request */
 static int name_eq(const char *name, const char *s, size_t len)
@@ -31,6 +29,7 @@ static int name_eq(const char *name, const char *s, size_t len)
 	return name[len] == '\0';
 }
 
+/* Host header or SNI name -> one of the listener's servers, or NULL. */
 struct vhost *vhost_by_name(
     struct listen_addr *la, const char *name, size_t len)
 {
