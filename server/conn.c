@@ -313,56 +313,46 @@ ssize_t conn_recv(struct conn *c, void *buf, size_t len)
 
 /*
  * Issue 13: OpenSSL writes each TLS record to the socket BIO by itself,
- * one write() per 16 KiB. While a response is being written in userspace
- * TLS, a buffering BIO between SSL and the socket gathers the records, so
- * that a write() carries several; it is flushed when the caller has no
- * more to follow and removed then (an idle connection holds no buffer).
- * Only after the handshake, and never under kTLS (OpenSSL finds the kTLS
- * socket BIO through SSL_get_wbio, which would then be the buffer).
+ * one write() per 16 KiB. While a response of more than one record is
+ * being written in userspace TLS, a buffering BIO between SSL and the
+ * socket gathers the records, so that a write() carries several; it is
+ * flushed when the caller has no more to follow and removed then. The
+ * worker keeps the one it took off for the next response, of any of its
+ * connections: no allocation per response, and an idle connection holds
+ * no buffer. Only after the handshake, and never under kTLS (OpenSSL
+ * finds the kTLS socket BIO through SSL_get_wbio, which would then be
+ * the buffer).
  */
 #define WBIO_REC (KT_CHUNK + 96) /* a full record, any suite's overhead */
 #define WBIO_BUF (4 * WBIO_REC)  /* up to four records a write */
 
-/*
- * Gather when more follows (a bulk body), for a head with a body of up
- * to 16 KiB (two records), and for a batch of four records or more
- * (HTTP/2). Not for three: HTTP/2's few mid-size responses, where the
- * buffer's allocation and free made the worker's heap grow and trim a
- * page per batch (madvise, and glibc reading /proc once) while it saved
- * at most two write()s.
- */
-static int wbio_wanted(size_t len, int more)
-{
-	return more || (len > KT_CHUNK && len <= 2 * KT_CHUNK) ||
-	    len >= 4 * KT_CHUNK;
-}
-
-/* Sized for the write at hand when nothing follows it: a small buffer
- * for a small response. */
-static void wbio_push(struct conn *c, size_t len, int more)
+static void wbio_push(struct conn *c)
 {
 	BIO *sock = SSL_get_wbio(c->ssl);
-	BIO *buf = BIO_new(BIO_f_buffer());
-	size_t size = (len / KT_CHUNK + 1) * WBIO_REC;
+	BIO *buf = c->w->spare_wbio;
 
-	if (more || size > WBIO_BUF)
-		size = WBIO_BUF;
-	if (buf == NULL || BIO_set_write_buffer_size(buf, (long)size) != 1 ||
-	    !BIO_up_ref(sock)) {
+	c->w->spare_wbio = NULL;
+	if (buf == NULL &&
+	    ((buf = BIO_new(BIO_f_buffer())) == NULL ||
+	        BIO_set_write_buffer_size(buf, WBIO_BUF) != 1)) {
 		BIO_free(buf); /* unbuffered: correct, only more writes */
 		ERR_clear_error();
 		return;
 	}
-	SSL_set0_wbio(c->ssl, BIO_push(buf, sock)); /* drops one ref */
+	if (!BIO_up_ref(sock)) { /* the chain's reference */
+		c->w->spare_wbio = buf;
+		ERR_clear_error();
+		return;
+	}
+	SSL_set0_wbio(c->ssl, BIO_push(buf, sock)); /* drops the old one */
 	c->wbio_buffered = 1;
 }
 
-/* Write out what the buffer holds, then remove it: 1 done, 0 again
- * (want_write set), -1 error. */
+/* Write out what the buffer holds, then take it off for the worker's
+ * next response: 1 done, 0 again (want_write set), -1 error. */
 static int wbio_flush(struct conn *c)
 {
 	BIO *buf = SSL_get_wbio(c->ssl);
-	BIO *sock = BIO_next(buf);
 
 	if (BIO_flush(buf) <= 0) {
 		if (!BIO_should_retry(buf))
@@ -370,11 +360,20 @@ static int wbio_flush(struct conn *c)
 		c->want_write = 1;
 		return 0;
 	}
-	if (!BIO_up_ref(sock))
-		return 1; /* keep the (empty) buffer until the close */
-	SSL_set0_wbio(c->ssl, sock); /* frees the buffer */
+	if (c->w->spare_wbio == NULL && BIO_up_ref(buf)) /* we keep it */
+		c->w->spare_wbio = buf;
+	/* the chain's reference to the socket becomes SSL's write BIO's;
+	 * SSL lets go of the buffer (freed unless the worker kept it) */
+	SSL_set0_wbio(c->ssl, BIO_pop(buf));
 	c->wbio_buffered = 0;
 	return 1;
+}
+
+/* The worker stops: the buffer it kept. */
+void conn_worker_free(struct worker *w)
+{
+	BIO_free(w->spare_wbio);
+	w->spare_wbio = NULL;
 }
 
 /* Before a wait that is not for the socket (the disk): write out what
@@ -410,8 +409,8 @@ ssize_t conn_send(struct conn *c, const void *buf, size_t len, int more)
 			c->tls_owed = 0;
 			return n;
 		}
-		if (!c->wbio_buffered && wbio_wanted(len, more))
-			wbio_push(c, len, more);
+		if (!c->wbio_buffered && (more || len > KT_CHUNK))
+			wbio_push(c);
 		err_clear();
 		n = SSL_write(c->ssl, buf, (int)len);
 		if (n > 0 && !more && c->wbio_buffered &&

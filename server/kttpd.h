@@ -411,6 +411,7 @@ struct worker {
 	 * per idle connection (at most one of each per worker) */
 	struct request *spare_req;
 	char *spare_rbuf, *spare_wbuf; /* RBUF_START, >= KT_CHUNK bytes */
+	void *spare_wbio; /* conn.c's record-gathering BIO, when unused */
 };
 
 /* ------------------------------------------------------------------ */
@@ -479,6 +480,7 @@ void conn_deadline(struct conn *, long seconds);
 ssize_t conn_recv(struct conn *, void *buf, size_t len);
 ssize_t conn_send(struct conn *, const void *buf, size_t len, int more);
 void conn_send_flush(struct conn *);
+void conn_worker_free(struct worker *);
 ssize_t conn_sendfile(struct conn *, int fd, uint64_t off, size_t len);
 int64_t conn_now_us(struct conn *);
 const char *conn_date(struct conn *); /* the Date field, once a second */

@@ -332,6 +332,7 @@ void worker_join_all(void)
 		free(w->spare_req);
 		free(w->spare_rbuf);
 		free(w->spare_wbuf);
+		conn_worker_free(w);
 		event_base_free(w->base);
 		fc_free(w->fc);
 		config_unref(w->cfg);
