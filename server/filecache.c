@@ -107,6 +107,7 @@ struct fc_entry {
 	char *body; /* st_size bytes, or NULL */
 	char *head; /* "Content-Type: ..ETag: ..\r\n", then its ctype */
 	size_t head_len;
+	struct fc_headvals hv; /* the values inside head */
 	char path[];
 };
 
@@ -739,38 +740,68 @@ const char *fc_body(const struct fc_entry *e)
 	return e->body;
 }
 
+/* n bytes of s at *p, moving it on; where they went. */
+static struct span put(char **p, const char *s, size_t n)
+{
+	struct span sp = { *p, n };
+
+	memcpy(*p, s, n);
+	*p += n;
+	return sp;
+}
+
+#define PUT_LIT(p, s) put(p, "" s, sizeof(s) - 1)
+
 /*
  * The head fields of a 200 for this file that do not change between
  * requests, built once (again when the Content-Type differs: another
- * configuration). NULL when out of memory: the caller formats them.
+ * configuration), with where each value is in it (fc_head_vals, for
+ * HTTP/2). NULL when out of memory: the caller formats them.
  */
 const char *fc_head(
     struct fc_entry *e, const char *ctype, const char *etag, size_t *len)
 {
-	char lm[40];
-	size_t clen = strlen(ctype), n;
-	char *h;
-	int k;
+	char lm[40], num[24];
+	size_t clen = strlen(ctype), elen = strlen(etag), lmlen, nlen;
+	static const char fixed[] = "Content-Type: \r\nContent-Length: \r\n"
+	                            "Accept-Ranges: bytes\r\nLast-Modified: "
+	                            "\r\nETag: \r\n";
+	struct fc_headvals hv;
+	char *h, *p;
 
 	if (e->head != NULL && strcmp(e->head + e->head_len + 1, ctype) == 0) {
 		*len = e->head_len;
 		return e->head;
 	}
-	date_format(e->st.st_mtime, lm, sizeof(lm));
-	n = clen + strlen(lm) + strlen(etag) + 128;
-	if ((h = malloc(n + clen + 1)) == NULL)
+	if ((lmlen = date_format(e->st.st_mtime, lm, sizeof(lm))) == 0)
 		return NULL;
-	k = snprintf(h, n,
-	    "Content-Type: %s\r\nContent-Length: %llu\r\n"
-	    "Accept-Ranges: bytes\r\nLast-Modified: %s\r\nETag: %s\r\n",
-	    ctype, (unsigned long long)e->st.st_size, lm, etag);
-	if (k < 0 || (size_t)k >= n) {
-		free(h);
+	nlen = (size_t)(date_u64(num, (uint64_t)e->st.st_size, 10) - num);
+	/* the head, its NUL, then the ctype it was built for */
+	if ((h = malloc(sizeof(fixed) + clen + nlen + lmlen + elen + clen +
+	         1)) == NULL)
 		return NULL;
-	}
-	memcpy(h + k + 1, ctype, clen + 1);
+	p = h;
+	PUT_LIT(&p, "Content-Type: ");
+	hv.ctype = put(&p, ctype, clen);
+	PUT_LIT(&p, "\r\nContent-Length: ");
+	hv.clen = put(&p, num, nlen);
+	PUT_LIT(&p, "\r\nAccept-Ranges: bytes\r\nLast-Modified: ");
+	hv.lm = put(&p, lm, lmlen);
+	PUT_LIT(&p, "\r\nETag: ");
+	hv.etag = put(&p, etag, elen);
+	PUT_LIT(&p, "\r\n");
+	*p = '\0';
+	memcpy(p + 1, ctype, clen + 1);
 	free(e->head);
 	e->head = h;
-	*len = e->head_len = (size_t)k;
+	e->hv = hv;
+	*len = e->head_len = (size_t)(p - h);
 	return h;
+}
+
+/* The values in the head fc_head last returned for e: valid as long as
+ * that head (until fc_head builds another, or the entry changes). */
+const struct fc_headvals *fc_head_vals(const struct fc_entry *e)
+{
+	return &e->hv;
 }

@@ -659,13 +659,21 @@ static void respond(struct conn *c, struct stream *s)
 	int file = r->fd >= 0 && (r->status == 200 || r->status == 206);
 	int body = r->method != M_HEAD && r->status != 304 && r->clen > 0;
 	struct location *l = r->loc;
+	/* issue 13: a cached file's 200: the values were formatted once,
+	 * with its entry (nghttp2 copies them, so a rebuild cannot hurt) */
+	const struct fc_headvals *hv = r->head_fixed != NULL && r->status == 200
+	    ? fc_head_vals(r->fce)
+	    : NULL;
 
 	add_header_n(nv, &n, ":status", status,
 	    (size_t)(date_u64(status, (uint64_t)r->status, 10) - status));
 	if (c->cfg->server_tokens)
 		add_header_lit(nv, &n, "server", "kttpd");
 	add_header(nv, &n, "date", conn_date(c));
-	if (r->status != 304) {
+	if (hv != NULL) {
+		add_header_n(nv, &n, "content-type", hv->ctype.p, hv->ctype.n);
+		add_header_n(nv, &n, "content-length", hv->clen.p, hv->clen.n);
+	} else if (r->status != 304) {
 		add_header(nv, &n, "content-type", r->ctype);
 		add_header_n(nv, &n, "content-length", clen,
 		    (size_t)(date_u64(clen, r->clen, 10) - clen));
@@ -673,9 +681,15 @@ static void respond(struct conn *c, struct stream *s)
 	if (file || r->status == 304) {
 		if (file)
 			add_header_lit(nv, &n, "accept-ranges", "bytes");
-		add_header_n(nv, &n, "last-modified", lm,
-		    date_format(r->mtime, lm, sizeof(lm)));
-		add_header(nv, &n, "etag", r->etag);
+		if (hv != NULL) {
+			add_header_n(
+			    nv, &n, "last-modified", hv->lm.p, hv->lm.n);
+			add_header_n(nv, &n, "etag", hv->etag.p, hv->etag.n);
+		} else {
+			add_header_n(nv, &n, "last-modified", lm,
+			    date_format(r->mtime, lm, sizeof(lm)));
+			add_header(nv, &n, "etag", r->etag);
+		}
 		if (r->partial) {
 			snprintf(crange, sizeof(crange), "bytes %llu-%llu/%llu",
 			    (unsigned long long)r->off,

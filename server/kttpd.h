@@ -613,10 +613,15 @@ void compress_choose(struct request *, const char *path, const char *ctype,
     int *fd, struct stat *);
 
 /* filecache.c */
+/* issue 13: the values of fc_head's fields, for HTTP/2's header list */
+struct fc_headvals {
+	struct span ctype, clen, lm, etag;
+};
 struct filecache *fc_new(struct config *, struct event_base *);
 const char *fc_body(const struct fc_entry *);
 const char *fc_head(
     struct fc_entry *, const char *ctype, const char *etag, size_t *len);
+const struct fc_headvals *fc_head_vals(const struct fc_entry *);
 void fc_free(struct filecache *);
 struct fc_entry *fc_get(struct filecache *, const struct location *,
     const char *path, int *fd, struct stat *);
