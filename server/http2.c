@@ -103,13 +103,19 @@ enum {
 	SP_AE
 };
 
-static struct span *slot_span(struct request *r, int i)
-{
-	struct span *map[] = { &r->method_str, &r->target, &r->host, NULL,
-		&r->if_none_match, &r->if_modified_since, &r->range,
-		&r->if_range, &r->user_agent, &r->accept_encoding };
-	return map[i];
-}
+/* Where each slot's span is in struct request; 0: none (host, which
+ * fills r->host only when there is no :authority). issue 13: a table
+ * of offsets, not an array of pointers built per slot. */
+static const size_t slot_off[] = { offsetof(struct request, method_str),
+	offsetof(struct request, target), offsetof(struct request, host), 0,
+	offsetof(struct request, if_none_match),
+	offsetof(struct request, if_modified_since),
+	offsetof(struct request, range), offsetof(struct request, if_range),
+	offsetof(struct request, user_agent),
+	offsetof(struct request, accept_encoding) };
+_Static_assert(sizeof(slot_off) / sizeof(slot_off[0]) ==
+        sizeof(((struct stream *)0)->sp) / sizeof(((struct stream *)0)->sp[0]),
+    "a span place for each slot");
 
 /* ---- nghttp2's allocations ----
  *
@@ -328,24 +334,27 @@ static int on_begin_headers(
 	return 0;
 }
 
+/* The slot a request header fills, or -1. issue 13: by length first,
+ * so a header costs one comparison of a known size (inlined), not a
+ * scan of all ten names. */
 static int slot_for(const uint8_t *name, size_t n)
 {
-#define N(s)                                                                   \
-	{                                                                      \
-		s, sizeof(s) - 1                                               \
+#define IS(lit) (memcmp(name, "" lit, sizeof(lit) - 1) == 0)
+	switch (n) {
+	case 4: return IS("host") ? SP_HOST : -1;
+	case 5: return IS(":path") ? SP_PATH : IS("range") ? SP_RANGE : -1;
+	case 7: return IS(":method") ? SP_METHOD : -1;
+	case 8: return IS("if-range") ? SP_IFRANGE : -1;
+	case 10:
+		return IS(":authority") ? SP_AUTHORITY
+		    : IS("user-agent")  ? SP_UA
+		                        : -1;
+	case 13: return IS("if-none-match") ? SP_INM : -1;
+	case 15: return IS("accept-encoding") ? SP_AE : -1;
+	case 17: return IS("if-modified-since") ? SP_IMS : -1;
+	default: return -1;
 	}
-	static const struct {
-		const char *s;
-		size_t n;
-	} names[] = { N(":method"), N(":path"), N(":authority"), N("host"),
-		N("if-none-match"), N("if-modified-since"), N("range"),
-		N("if-range"), N("user-agent"), N("accept-encoding") };
-#undef N
-
-	for (int i = 0; i < (int)(sizeof(names) / sizeof(names[0])); i++)
-		if (names[i].n == n && memcmp(names[i].s, name, n) == 0)
-			return i;
-	return -1;
+#undef IS
 }
 
 static int on_header(nghttp2_session *ng, const nghttp2_frame *f,
@@ -731,9 +740,10 @@ static void request(struct conn *c, struct stream *s)
 	struct request *r = &s->r;
 
 	for (int i = 0; i < (int)(sizeof(s->sp) / sizeof(s->sp[0])); i++) {
-		struct span *sp = slot_span(r, i);
-		if (sp == NULL || s->sp[i].n == 0)
+		struct span *sp;
+		if (s->sp[i].n == 0 || slot_off[i] == 0)
 			continue;
+		sp = (struct span *)((char *)r + slot_off[i]);
 		sp->p = s->arena + s->sp[i].off;
 		sp->n = s->sp[i].n;
 	}
