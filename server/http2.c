@@ -666,10 +666,23 @@ queued:
 	    : 0;
 }
 
+/* A status code's three digits at p (issue 13: not a loop and a
+ * reversal per response); its length. */
+static size_t status3(char *p, int status)
+{
+	if (status < 100 || status > 999)
+		return (size_t)(date_u64(p, (uint64_t)status, 10) - p);
+	p[0] = (char)('0' + status / 100);
+	p[1] = (char)('0' + status / 10 % 10);
+	p[2] = (char)('0' + status % 10);
+	p[3] = '\0';
+	return 3;
+}
+
 static void respond(struct conn *c, struct stream *s)
 {
 	struct request *r = &s->r;
-	char status[4], clen[24], lm[40], exp[40], crange[80], retry[12];
+	char status[12], clen[24], lm[40], exp[40], crange[80], retry[12];
 	nghttp2_nv nv[16 + KT_ADD_HEADERS_MAX];
 	size_t n = 0;
 	nghttp2_data_provider prd = { .source.ptr = s,
@@ -683,8 +696,7 @@ static void respond(struct conn *c, struct stream *s)
 	    ? fc_head_vals(r->fce)
 	    : NULL;
 
-	add_header_n(nv, &n, ":status", status,
-	    (size_t)(date_u64(status, (uint64_t)r->status, 10) - status));
+	add_header_n(nv, &n, ":status", status, status3(status, r->status));
 	if (c->cfg->server_tokens)
 		add_header_lit(nv, &n, "server", "kttpd");
 	add_header(nv, &n, "date", conn_date(c));
