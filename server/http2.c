@@ -78,6 +78,11 @@ struct h2 {
 	double reset_tokens; /* rapid reset bucket, refilled over time */
 	int64_t reset_us;
 	struct h2ids ids; /* stream ids opened: lower new ones are errors */
+	/* issue 13: the Date value for this input turn's responses (the
+	 * loop's cached time does not move within one callback); NULL
+	 * until the turn's first response asks */
+	const char *date;
+	size_t date_n;
 	/* issue 13: payloads of the next DATA frames of pf_s, read ahead
 	 * into obuf where those frames would go (after their headers) if
 	 * nothing else is written in between; pf_at: the next to use */
@@ -699,7 +704,11 @@ static void respond(struct conn *c, struct stream *s)
 	add_header_n(nv, &n, ":status", status, status3(status, r->status));
 	if (c->cfg->server_tokens)
 		add_header_lit(nv, &n, "server", "kttpd");
-	add_header(nv, &n, "date", conn_date(c));
+	if (c->h2->date == NULL) {
+		c->h2->date = conn_date(c);
+		c->h2->date_n = strlen(c->h2->date);
+	}
+	add_header_n(nv, &n, "date", c->h2->date, c->h2->date_n);
 	if (hv != NULL) {
 		add_header_n(nv, &n, "content-type", hv->ctype.p, hv->ctype.n);
 		add_header_n(nv, &n, "content-length", hv->clen.p, hv->clen.n);
@@ -1009,6 +1018,7 @@ static int recv_input(struct conn *c)
 {
 	char buf[KT_CHUNK];
 
+	c->h2->date = NULL;
 	for (;;) {
 		ssize_t n = conn_recv(c, buf, sizeof(buf));
 		if (n == CONN_AGAIN)
