@@ -364,6 +364,11 @@ struct conn {
 	unsigned wbio_buffered : 1;
 	size_t tls_owed;
 	unsigned nreq;
+	/* issue 13: the last Host or :authority named here and the server
+	 * vhost_by_name found for it (route.c): clients repeat it */
+	struct vhost *host_vh;
+	unsigned char host_n; /* its length; 0: none remembered */
+	char host[47];
 	char peer[48];
 	struct sockaddr_storage peer_ss;
 

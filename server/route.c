@@ -11,6 +11,7 @@
 
 #include <http_parser.h>
 #include <stdlib.h>
+#include <string.h>
 
 static struct span url_field(
     const struct request *r, const struct http_parser_url *u, int f)
@@ -22,6 +23,26 @@ static struct span url_field(
 		s.n = u->field_data[f].len;
 	}
 	return s;
+}
+
+_Static_assert(sizeof(((struct conn *)0)->host) < 256, "host_n holds it");
+
+/* vhost_by_name for this connection's listener, remembering the last
+ * name's answer (its server or NULL): the same bytes, the same answer. */
+static struct vhost *host_vhost(struct conn *c, struct span host)
+{
+	struct vhost *vh;
+
+	if (host.n != 0 && host.n == c->host_n &&
+	    memcmp(host.p, c->host, host.n) == 0)
+		return c->host_vh;
+	vh = vhost_by_name(c->la, host.p, host.n);
+	if (host.n != 0 && host.n <= sizeof(c->host)) {
+		memcpy(c->host, host.p, host.n);
+		c->host_n = (unsigned char)host.n;
+		c->host_vh = vh;
+	}
+	return vh;
 }
 
 void route_request(struct conn *c, struct request *r)
@@ -53,7 +74,7 @@ void route_request(struct conn *c, struct request *r)
 	query = url_field(r, &u, UF_QUERY);
 
 	if (host.p != NULL) {
-		struct vhost *vh = vhost_by_name(c->la, host.p, host.n);
+		struct vhost *vh = host_vhost(c, host);
 		if (vh != NULL && vh != c->vh && c->mode.tls) {
 			r->status = 421; /* not the server this session is for
 			                  */
