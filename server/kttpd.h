@@ -580,6 +580,8 @@ int health_drain_over(const struct config *);
 
 /* route.c: the router, from the protocols down to the handlers */
 void route_request(struct conn *, struct request *);
+int route_split_origin(
+    struct span target, struct span *path, struct span *query);
 
 /* request.c: the response the handlers build and the protocols write */
 void req_log(struct conn *, struct request *);

@@ -32,7 +32,7 @@ static struct span url_field(
  * does. 0: anything else, for http_parser (issue 13: ~260 instructions a
  * request there).
  */
-static int split_origin(struct span t, struct span *path, struct span *query)
+int route_split_origin(struct span t, struct span *path, struct span *query)
 {
 	size_t q = t.n;
 
@@ -88,7 +88,7 @@ void route_request(struct conn *c, struct request *r)
 		r->status = 405;
 		return;
 	}
-	if (!split_origin(r->target, &path, &query)) {
+	if (!route_split_origin(r->target, &path, &query)) {
 		http_parser_url_init(&u);
 		if (r->target.n == 0 ||
 		    http_parser_parse_url(r->target.p, r->target.n, 0, &u) !=
