@@ -130,12 +130,11 @@ struct filecache {
 
 static uint64_t hash(dev_t dev, ino_t ino, const char *path)
 {
-	uint64_t h = 1469598103934665603ULL,
-	         k[2] = { (uint64_t)dev, (uint64_t)ino };
-	const unsigned char *b = (const unsigned char *)k;
+	/* the root's dev and inode as two words, not sixteen FNV steps
+	 * (issue 13: a hash per hit); the path's bytes as before */
+	uint64_t h = ((uint64_t)dev * 0x9e3779b97f4a7c15ULL) ^
+	    ((uint64_t)ino * 0xc2b2ae3d27d4eb4fULL) ^ 1469598103934665603ULL;
 
-	for (size_t i = 0; i < sizeof(k); i++)
-		h = (h ^ b[i]) * 1099511628211ULL;
 	for (const char *s = path; *s; s++)
 		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
 	return h;
