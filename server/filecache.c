@@ -761,7 +761,7 @@ const char *fc_head(
     struct fc_entry *e, const char *ctype, const char *etag, size_t *len)
 {
 	char lm[40], num[24];
-	size_t clen = strlen(ctype), elen = strlen(etag), lmlen, nlen;
+	size_t clen, elen, lmlen, nlen;
 	static const char fixed[] = "Content-Type: \r\nContent-Length: \r\n"
 	                            "Accept-Ranges: bytes\r\nLast-Modified: "
 	                            "\r\nETag: \r\n";
@@ -772,6 +772,8 @@ const char *fc_head(
 		*len = e->head_len;
 		return e->head;
 	}
+	clen = strlen(ctype);
+	elen = strlen(etag);
 	if ((lmlen = date_format(e->st.st_mtime, lm, sizeof(lm))) == 0)
 		return NULL;
 	nlen = (size_t)(date_u64(num, (uint64_t)e->st.st_size, 10) - num);

@@ -153,7 +153,12 @@ int path_decode(const char *uri, size_t len, char *out, size_t outsz)
 /* A segment starting with '.' is hidden, except under /.well-known/. */
 int path_hidden(const char *path)
 {
-	if (strncmp(path, "/.well-known/", 13) == 0)
+	/* issue 13: one pass of our own, no strncmp unless it starts "/." */
+	if (path[0] == '/' && path[1] == '.' &&
+	    strncmp(path, "/.well-known/", 13) == 0)
 		path += 12;
-	return strstr(path, "/.") != NULL;
+	for (; *path; path++)
+		if (path[0] == '/' && path[1] == '.')
+			return 1;
+	return 0;
 }
