@@ -108,6 +108,8 @@ struct fc_entry {
 	char *head; /* "Content-Type: ..ETag: ..\r\n", then its ctype */
 	size_t head_len;
 	struct fc_headvals hv; /* the values inside head */
+	uint64_t mime_id;      /* ctype is mime_type from this table */
+	const char *ctype;
 	char path[];
 };
 
@@ -805,4 +807,21 @@ const char *fc_head(
 const struct fc_headvals *fc_head_vals(const struct fc_entry *e)
 {
 	return &e->hv;
+}
+
+/*
+ * mime_type(m, path) for this entry's file (path: the name it was looked
+ * up by), remembered with m's id: a file's type changes only with the
+ * table, and an id is never another table's, so the pointer into m is
+ * used only while m is the table asked, which the caller holds.
+ */
+const char *fc_mime(struct fc_entry *e, const struct mime *m, const char *path)
+{
+	uint64_t id = mime_id(m);
+
+	if (id == 0 || id != e->mime_id) {
+		e->ctype = mime_type(m, path);
+		e->mime_id = id;
+	}
+	return e->ctype;
 }

@@ -629,6 +629,7 @@ const char *fc_body(const struct fc_entry *);
 const char *fc_head(
     struct fc_entry *, const char *ctype, const char *etag, size_t *len);
 const struct fc_headvals *fc_head_vals(const struct fc_entry *);
+const char *fc_mime(struct fc_entry *, const struct mime *, const char *path);
 void fc_free(struct filecache *);
 struct fc_entry *fc_get(struct filecache *, const struct location *,
     const char *path, int *fd, struct stat *);
@@ -666,6 +667,7 @@ long aio_depth(void);
 struct mime *mime_load(const char *path);
 void mime_free(struct mime *);
 const char *mime_type(const struct mime *, const char *path);
+uint64_t mime_id(const struct mime *);
 
 /* metrics.c: the counters, a leaf */
 extern const int64_t metrics_bucket_us[METRICS_BUCKETS]; /* upper bounds */
