@@ -366,7 +366,9 @@ void file_serve(struct request *r, const char *path, struct span query)
 		goto fail;
 	}
 
-	r->ctype = mime_type(r->vh->cfg->mime, name);
+	r->ctype = fce != NULL /* issue 13: found once per file */
+	    ? fc_mime(fce, r->vh->cfg->mime, name)
+	    : mime_type(r->vh->cfg->mime, name);
 	vfd = fd;
 	compress_choose(r, name, r->ctype, &vfd, &st);
 	if (vfd != fd) { /* an encoded variant: not the cached original */
@@ -382,8 +384,7 @@ void file_serve(struct request *r, const char *path, struct span query)
 	{ /* "mtime-size[-coding]" in hex, as nginx; no printf per request */
 		char *p = r->etag;
 		*p++ = '"';
-		p = etag_base(
-		    p, (uint64_t)st.st_mtime, (uint64_t)st.st_size);
+		p = etag_base(p, (uint64_t)st.st_mtime, (uint64_t)st.st_size);
 		if (r->encoding != NULL) {
 			*p++ = '-';
 			p = stpcpy(p, r->encoding);

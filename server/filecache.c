@@ -107,6 +107,9 @@ struct fc_entry {
 	char *body; /* st_size bytes, or NULL */
 	char *head; /* "Content-Type: ..ETag: ..\r\n", then its ctype */
 	size_t head_len;
+	struct fc_headvals hv; /* the values inside head */
+	uint64_t mime_id;      /* ctype is mime_type from this table */
+	const char *ctype;
 	char path[];
 };
 
@@ -129,12 +132,11 @@ struct filecache {
 
 static uint64_t hash(dev_t dev, ino_t ino, const char *path)
 {
-	uint64_t h = 1469598103934665603ULL,
-	         k[2] = { (uint64_t)dev, (uint64_t)ino };
-	const unsigned char *b = (const unsigned char *)k;
+	/* the root's dev and inode as two words, not sixteen FNV steps
+	 * (issue 13: a hash per hit); the path's bytes as before */
+	uint64_t h = ((uint64_t)dev * 0x9e3779b97f4a7c15ULL) ^
+	    ((uint64_t)ino * 0xc2b2ae3d27d4eb4fULL) ^ 1469598103934665603ULL;
 
-	for (size_t i = 0; i < sizeof(k); i++)
-		h = (h ^ b[i]) * 1099511628211ULL;
 	for (const char *s = path; *s; s++)
 		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
 	return h;
@@ -739,38 +741,87 @@ const char *fc_body(const struct fc_entry *e)
 	return e->body;
 }
 
+/* n bytes of s at *p, moving it on; where they went. */
+static struct span put(char **p, const char *s, size_t n)
+{
+	struct span sp = { *p, n };
+
+	memcpy(*p, s, n);
+	*p += n;
+	return sp;
+}
+
+#define PUT_LIT(p, s) put(p, "" s, sizeof(s) - 1)
+
 /*
  * The head fields of a 200 for this file that do not change between
  * requests, built once (again when the Content-Type differs: another
- * configuration). NULL when out of memory: the caller formats them.
+ * configuration), with where each value is in it (fc_head_vals, for
+ * HTTP/2). NULL when out of memory: the caller formats them.
  */
 const char *fc_head(
     struct fc_entry *e, const char *ctype, const char *etag, size_t *len)
 {
-	char lm[40];
-	size_t clen = strlen(ctype), n;
-	char *h;
-	int k;
+	char lm[40], num[24];
+	size_t clen, elen, lmlen, nlen;
+	static const char fixed[] = "Content-Type: \r\nContent-Length: \r\n"
+	                            "Accept-Ranges: bytes\r\nLast-Modified: "
+	                            "\r\nETag: \r\n";
+	struct fc_headvals hv;
+	char *h, *p;
 
 	if (e->head != NULL && strcmp(e->head + e->head_len + 1, ctype) == 0) {
 		*len = e->head_len;
 		return e->head;
 	}
-	date_format(e->st.st_mtime, lm, sizeof(lm));
-	n = clen + strlen(lm) + strlen(etag) + 128;
-	if ((h = malloc(n + clen + 1)) == NULL)
+	clen = strlen(ctype);
+	elen = strlen(etag);
+	if ((lmlen = date_format(e->st.st_mtime, lm, sizeof(lm))) == 0)
 		return NULL;
-	k = snprintf(h, n,
-	    "Content-Type: %s\r\nContent-Length: %llu\r\n"
-	    "Accept-Ranges: bytes\r\nLast-Modified: %s\r\nETag: %s\r\n",
-	    ctype, (unsigned long long)e->st.st_size, lm, etag);
-	if (k < 0 || (size_t)k >= n) {
-		free(h);
+	nlen = (size_t)(date_u64(num, (uint64_t)e->st.st_size, 10) - num);
+	/* the head, its NUL, then the ctype it was built for */
+	if ((h = malloc(sizeof(fixed) + clen + nlen + lmlen + elen + clen +
+	         1)) == NULL)
 		return NULL;
-	}
-	memcpy(h + k + 1, ctype, clen + 1);
+	p = h;
+	PUT_LIT(&p, "Content-Type: ");
+	hv.ctype = put(&p, ctype, clen);
+	PUT_LIT(&p, "\r\nContent-Length: ");
+	hv.clen = put(&p, num, nlen);
+	PUT_LIT(&p, "\r\nAccept-Ranges: bytes\r\nLast-Modified: ");
+	hv.lm = put(&p, lm, lmlen);
+	PUT_LIT(&p, "\r\nETag: ");
+	hv.etag = put(&p, etag, elen);
+	PUT_LIT(&p, "\r\n");
+	*p = '\0';
+	memcpy(p + 1, ctype, clen + 1);
 	free(e->head);
 	e->head = h;
-	*len = e->head_len = (size_t)k;
+	e->hv = hv;
+	*len = e->head_len = (size_t)(p - h);
 	return h;
+}
+
+/* The values in the head fc_head last returned for e: valid as long as
+ * that head (until fc_head builds another, or the entry changes). */
+const struct fc_headvals *fc_head_vals(const struct fc_entry *e)
+{
+	return &e->hv;
+}
+
+/*
+ * mime_type(m, path) for this entry's file (path: the name it was looked
+ * up by), remembered with m's id: a file's type changes only with the
+ * table, and an id is never another table's, so the pointer into m is
+ * used only while m is the table asked, which the caller holds.
+ */
+const char *fc_mime(struct fc_entry *e, const struct mime *m, const char *path)
+{
+	uint64_t id = mime_id(m);
+
+	if (id == 0 || id != e->mime_id) {
+		e->ctype = mime_type(m, path);
+		e->mime_id = id;
+	}
+	return e->ctype;
 }

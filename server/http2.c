@@ -78,6 +78,11 @@ struct h2 {
 	double reset_tokens; /* rapid reset bucket, refilled over time */
 	int64_t reset_us;
 	struct h2ids ids; /* stream ids opened: lower new ones are errors */
+	/* issue 13: the Date value for this input turn's responses (the
+	 * loop's cached time does not move within one callback); NULL
+	 * until the turn's first response asks */
+	const char *date;
+	size_t date_n;
 	/* issue 13: payloads of the next DATA frames of pf_s, read ahead
 	 * into obuf where those frames would go (after their headers) if
 	 * nothing else is written in between; pf_at: the next to use */
@@ -103,13 +108,19 @@ enum {
 	SP_AE
 };
 
-static struct span *slot_span(struct request *r, int i)
-{
-	struct span *map[] = { &r->method_str, &r->target, &r->host, NULL,
-		&r->if_none_match, &r->if_modified_since, &r->range,
-		&r->if_range, &r->user_agent, &r->accept_encoding };
-	return map[i];
-}
+/* Where each slot's span is in struct request; 0: none (host, which
+ * fills r->host only when there is no :authority). issue 13: a table
+ * of offsets, not an array of pointers built per slot. */
+static const size_t slot_off[] = { offsetof(struct request, method_str),
+	offsetof(struct request, target), offsetof(struct request, host), 0,
+	offsetof(struct request, if_none_match),
+	offsetof(struct request, if_modified_since),
+	offsetof(struct request, range), offsetof(struct request, if_range),
+	offsetof(struct request, user_agent),
+	offsetof(struct request, accept_encoding) };
+_Static_assert(sizeof(slot_off) / sizeof(slot_off[0]) ==
+        sizeof(((struct stream *)0)->sp) / sizeof(((struct stream *)0)->sp[0]),
+    "a span place for each slot");
 
 /* ---- nghttp2's allocations ----
  *
@@ -126,9 +137,12 @@ static struct span *slot_span(struct request *r, int i)
  * connection, so idle connections hold none of it; they are given back
  * when a connection closes and no other has open streams. (Given back
  * whenever the worker's last busy connection went idle, they were
- * emptied nearly every turn under load and saved nothing: 32 KiB at
- * most wait for the next close.) Under AddressSanitizer, or without
- * glibc, nghttp2 gets plain malloc (ASan sees every block).
+ * emptied nearly every turn under load and saved nothing: 64 KiB at
+ * most wait for the next close.) Our own streams (1000 bytes each)
+ * come from the same lists; 32 KiB then no longer held a turn's worth,
+ * 64 KiB does (128 KiB saved no more). Under AddressSanitizer, or
+ * without glibc, nghttp2 and the streams get plain malloc (ASan sees
+ * every block).
  */
 #if defined(__has_feature) /* clang */
 #if __has_feature(address_sanitizer)
@@ -143,7 +157,7 @@ static struct span *slot_span(struct request *r, int i)
 #include <malloc.h>
 
 #define H2_MEM_CLASSES 64          /* usable 8, 24, ... 1016 bytes */
-#define H2_MEM_CAP     (32 * 1024) /* bytes kept free, a worker */
+#define H2_MEM_CAP     (64 * 1024) /* bytes kept free, a worker */
 #define H2_MEM_SIZE(k) (16 * (size_t)(k) + 8)
 
 struct h2blk {
@@ -224,8 +238,14 @@ static nghttp2_mem h2_mem = {
 	.realloc = h2_realloc,
 };
 #define H2_MEM (&h2_mem)
+/* issue 13: our streams (1000 bytes, 32 a turn) come from the same
+ * lists: past glibc's thread cache too */
+#define stream_alloc(n)   h2_malloc(n, NULL)
+#define stream_dealloc(p) h2_mfree(p, NULL)
 #else
-#define H2_MEM NULL /* nghttp2's default: malloc */
+#define H2_MEM            NULL /* nghttp2's default: malloc */
+#define stream_alloc(n)   malloc(n)
+#define stream_dealloc(p) free(p)
 static void h2_mem_trim(void)
 {
 }
@@ -274,7 +294,7 @@ static void stream_free(struct conn *c, struct stream *s)
 	req_release(&s->r);
 	if (s->arena != s->inl)
 		free(s->arena);
-	free(s);
+	stream_dealloc(s);
 }
 
 /* ---- nghttp2 callbacks: requests in ---- */
@@ -312,7 +332,7 @@ static int on_begin_headers(
 		return 0;
 	/* issue 13: malloc and memset, not calloc: glibc's calloc skips
 	 * the thread cache, and the inline arena needs no zeroing */
-	if ((s = malloc(sizeof(*s))) == NULL)
+	if ((s = stream_alloc(sizeof(*s))) == NULL)
 		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
 	memset(s, 0, offsetof(struct stream, inl));
 	s->arena = s->inl;
@@ -328,24 +348,27 @@ static int on_begin_headers(
 	return 0;
 }
 
+/* The slot a request header fills, or -1. issue 13: by length first,
+ * so a header costs one comparison of a known size (inlined), not a
+ * scan of all ten names. */
 static int slot_for(const uint8_t *name, size_t n)
 {
-#define N(s)                                                                   \
-	{                                                                      \
-		s, sizeof(s) - 1                                               \
+#define IS(lit) (memcmp(name, "" lit, sizeof(lit) - 1) == 0)
+	switch (n) {
+	case 4: return IS("host") ? SP_HOST : -1;
+	case 5: return IS(":path") ? SP_PATH : IS("range") ? SP_RANGE : -1;
+	case 7: return IS(":method") ? SP_METHOD : -1;
+	case 8: return IS("if-range") ? SP_IFRANGE : -1;
+	case 10:
+		return IS(":authority") ? SP_AUTHORITY
+		    : IS("user-agent")  ? SP_UA
+		                        : -1;
+	case 13: return IS("if-none-match") ? SP_INM : -1;
+	case 15: return IS("accept-encoding") ? SP_AE : -1;
+	case 17: return IS("if-modified-since") ? SP_IMS : -1;
+	default: return -1;
 	}
-	static const struct {
-		const char *s;
-		size_t n;
-	} names[] = { N(":method"), N(":path"), N(":authority"), N("host"),
-		N("if-none-match"), N("if-modified-since"), N("range"),
-		N("if-range"), N("user-agent"), N("accept-encoding") };
-#undef N
-
-	for (int i = 0; i < (int)(sizeof(names) / sizeof(names[0])); i++)
-		if (names[i].n == n && memcmp(names[i].s, name, n) == 0)
-			return i;
-	return -1;
+#undef IS
 }
 
 static int on_header(nghttp2_session *ng, const nghttp2_frame *f,
@@ -648,10 +671,23 @@ queued:
 	    : 0;
 }
 
+/* A status code's three digits at p (issue 13: not a loop and a
+ * reversal per response); its length. */
+static size_t status3(char *p, int status)
+{
+	if (status < 100 || status > 999)
+		return (size_t)(date_u64(p, (uint64_t)status, 10) - p);
+	p[0] = (char)('0' + status / 100);
+	p[1] = (char)('0' + status / 10 % 10);
+	p[2] = (char)('0' + status % 10);
+	p[3] = '\0';
+	return 3;
+}
+
 static void respond(struct conn *c, struct stream *s)
 {
 	struct request *r = &s->r;
-	char status[4], clen[24], lm[40], exp[40], crange[80], retry[12];
+	char status[12], clen[24], lm[40], exp[40], crange[80], retry[12];
 	nghttp2_nv nv[16 + KT_ADD_HEADERS_MAX];
 	size_t n = 0;
 	nghttp2_data_provider prd = { .source.ptr = s,
@@ -659,13 +695,24 @@ static void respond(struct conn *c, struct stream *s)
 	int file = r->fd >= 0 && (r->status == 200 || r->status == 206);
 	int body = r->method != M_HEAD && r->status != 304 && r->clen > 0;
 	struct location *l = r->loc;
+	/* issue 13: a cached file's 200: the values were formatted once,
+	 * with its entry (nghttp2 copies them, so a rebuild cannot hurt) */
+	const struct fc_headvals *hv = r->head_fixed != NULL && r->status == 200
+	    ? fc_head_vals(r->fce)
+	    : NULL;
 
-	add_header_n(nv, &n, ":status", status,
-	    (size_t)(date_u64(status, (uint64_t)r->status, 10) - status));
+	add_header_n(nv, &n, ":status", status, status3(status, r->status));
 	if (c->cfg->server_tokens)
 		add_header_lit(nv, &n, "server", "kttpd");
-	add_header(nv, &n, "date", conn_date(c));
-	if (r->status != 304) {
+	if (c->h2->date == NULL) {
+		c->h2->date = conn_date(c);
+		c->h2->date_n = strlen(c->h2->date);
+	}
+	add_header_n(nv, &n, "date", c->h2->date, c->h2->date_n);
+	if (hv != NULL) {
+		add_header_n(nv, &n, "content-type", hv->ctype.p, hv->ctype.n);
+		add_header_n(nv, &n, "content-length", hv->clen.p, hv->clen.n);
+	} else if (r->status != 304) {
 		add_header(nv, &n, "content-type", r->ctype);
 		add_header_n(nv, &n, "content-length", clen,
 		    (size_t)(date_u64(clen, r->clen, 10) - clen));
@@ -673,9 +720,15 @@ static void respond(struct conn *c, struct stream *s)
 	if (file || r->status == 304) {
 		if (file)
 			add_header_lit(nv, &n, "accept-ranges", "bytes");
-		add_header_n(nv, &n, "last-modified", lm,
-		    date_format(r->mtime, lm, sizeof(lm)));
-		add_header(nv, &n, "etag", r->etag);
+		if (hv != NULL) {
+			add_header_n(
+			    nv, &n, "last-modified", hv->lm.p, hv->lm.n);
+			add_header_n(nv, &n, "etag", hv->etag.p, hv->etag.n);
+		} else {
+			add_header_n(nv, &n, "last-modified", lm,
+			    date_format(r->mtime, lm, sizeof(lm)));
+			add_header(nv, &n, "etag", r->etag);
+		}
 		if (r->partial) {
 			snprintf(crange, sizeof(crange), "bytes %llu-%llu/%llu",
 			    (unsigned long long)r->off,
@@ -717,9 +770,10 @@ static void request(struct conn *c, struct stream *s)
 	struct request *r = &s->r;
 
 	for (int i = 0; i < (int)(sizeof(s->sp) / sizeof(s->sp[0])); i++) {
-		struct span *sp = slot_span(r, i);
-		if (sp == NULL || s->sp[i].n == 0)
+		struct span *sp;
+		if (s->sp[i].n == 0 || slot_off[i] == 0)
 			continue;
+		sp = (struct span *)((char *)r + slot_off[i]);
 		sp->p = s->arena + s->sp[i].off;
 		sp->n = s->sp[i].n;
 	}
@@ -964,6 +1018,7 @@ static int recv_input(struct conn *c)
 {
 	char buf[KT_CHUNK];
 
+	c->h2->date = NULL;
 	for (;;) {
 		ssize_t n = conn_recv(c, buf, sizeof(buf));
 		if (n == CONN_AGAIN)

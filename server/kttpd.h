@@ -364,6 +364,11 @@ struct conn {
 	unsigned wbio_buffered : 1;
 	size_t tls_owed;
 	unsigned nreq;
+	/* issue 13: the last Host or :authority named here and the server
+	 * vhost_by_name found for it (route.c): clients repeat it */
+	struct vhost *host_vh;
+	unsigned char host_n; /* its length; 0: none remembered */
+	char host[47];
 	char peer[48];
 	struct sockaddr_storage peer_ss;
 
@@ -575,6 +580,8 @@ int health_drain_over(const struct config *);
 
 /* route.c: the router, from the protocols down to the handlers */
 void route_request(struct conn *, struct request *);
+int route_split_origin(
+    struct span target, struct span *path, struct span *query);
 
 /* request.c: the response the handlers build and the protocols write */
 void req_log(struct conn *, struct request *);
@@ -613,10 +620,16 @@ void compress_choose(struct request *, const char *path, const char *ctype,
     int *fd, struct stat *);
 
 /* filecache.c */
+/* issue 13: the values of fc_head's fields, for HTTP/2's header list */
+struct fc_headvals {
+	struct span ctype, clen, lm, etag;
+};
 struct filecache *fc_new(struct config *, struct event_base *);
 const char *fc_body(const struct fc_entry *);
 const char *fc_head(
     struct fc_entry *, const char *ctype, const char *etag, size_t *len);
+const struct fc_headvals *fc_head_vals(const struct fc_entry *);
+const char *fc_mime(struct fc_entry *, const struct mime *, const char *path);
 void fc_free(struct filecache *);
 struct fc_entry *fc_get(struct filecache *, const struct location *,
     const char *path, int *fd, struct stat *);
@@ -654,6 +667,7 @@ long aio_depth(void);
 struct mime *mime_load(const char *path);
 void mime_free(struct mime *);
 const char *mime_type(const struct mime *, const char *path);
+uint64_t mime_id(const struct mime *);
 
 /* metrics.c: the counters, a leaf */
 extern const int64_t metrics_bucket_us[METRICS_BUCKETS]; /* upper bounds */

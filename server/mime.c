@@ -7,6 +7,7 @@
 #include "kttpd.h"
 
 #include <ctype.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,7 +24,10 @@ struct mime {
 	struct mime_ent *tab;
 	size_t cap; /* power of two */
 	size_t n;
+	uint64_t id; /* this table's, never another's (mime_id) */
 };
+
+static atomic_uint_fast64_t last_id;
 
 static const char *const builtin[][2] = {
 	{ "html", "text/html" },
@@ -124,6 +128,7 @@ struct mime *mime_load(const char *path)
 
 	if (m == NULL)
 		return NULL;
+	m->id = atomic_fetch_add(&last_id, 1) + 1;
 	for (size_t i = 0; i < sizeof(builtin) / sizeof(builtin[0]); i++)
 		if (add(m, builtin[i][0], builtin[i][1]) < 0)
 			goto fail;
@@ -161,6 +166,18 @@ void mime_free(struct mime *m)
 	}
 	free(m->tab);
 	free(m);
+}
+
+/*
+ * A number no other table loaded by this process has, 0 for none: a
+ * type found in table m stays valid, and right for the same path, as
+ * long as the table with this id is the one asked (filecache.c keeps
+ * one per file; a table freed and another allocated at its address
+ * has another id).
+ */
+uint64_t mime_id(const struct mime *m)
+{
+	return m != NULL ? m->id : 0;
 }
 
 const char *mime_type(const struct mime *m, const char *path)

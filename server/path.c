@@ -60,6 +60,25 @@ static int utf8_valid(const unsigned char *s, size_t n)
  * invalid UTF-8, or ".." climbing above the root. A trailing slash is kept
  * because it means "directory".
  */
+/*
+ * Is uri (starting with '/') already canonical, as most are: printable
+ * ASCII but space (valid UTF-8), no escape, and no slash followed by a
+ * slash or a dot (no empty, "." or ".." segment)? Then both passes
+ * below would give it back unchanged, its trailing slash included.
+ */
+static int plain(const char *uri, size_t len)
+{
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)uri[i];
+		if (c <= 0x20 || c >= 0x7f || c == '%')
+			return 0;
+		if (c == '/' && i + 1 < len &&
+		    (uri[i + 1] == '/' || uri[i + 1] == '.'))
+			return 0;
+	}
+	return 1;
+}
+
 int path_decode(const char *uri, size_t len, char *out, size_t outsz)
 {
 	size_t o = 0, seg;
@@ -67,6 +86,11 @@ int path_decode(const char *uri, size_t len, char *out, size_t outsz)
 
 	if (len == 0 || uri[0] != '/' || outsz < len + 2)
 		return 400;
+	if (plain(uri, len)) { /* issue 13: its own canonical form */
+		memcpy(out, uri, len);
+		out[len] = '\0';
+		return 0;
+	}
 	/* pass 1: decode into out */
 	for (size_t i = 0; i < len; i++) {
 		int c = (unsigned char)uri[i];
@@ -129,7 +153,12 @@ int path_decode(const char *uri, size_t len, char *out, size_t outsz)
 /* A segment starting with '.' is hidden, except under /.well-known/. */
 int path_hidden(const char *path)
 {
-	if (strncmp(path, "/.well-known/", 13) == 0)
+	/* issue 13: one pass of our own, no strncmp unless it starts "/." */
+	if (path[0] == '/' && path[1] == '.' &&
+	    strncmp(path, "/.well-known/", 13) == 0)
 		path += 12;
-	return strstr(path, "/.") != NULL;
+	for (; *path; path++)
+		if (path[0] == '/' && path[1] == '.')
+			return 1;
+	return 0;
 }

@@ -150,13 +150,19 @@ size_t req_error_body(int status, char *out, size_t outsz)
 }
 
 /* The response went out (or the connection went): count it, log it. */
-void req_log(struct conn *c, struct request *r)
+static void log_line(struct conn *c, struct request *r)
 {
 	struct log_conn lc = { .json = c->cfg->access_json, .peer = c->peer };
 
-	metrics_request(&c->w->m, &c->mode, r);
-	if (!log_access_on())
-		return;
 	tls_describe(c, &lc);
 	log_access(c->w, &lc, r);
+}
+
+void req_log(struct conn *c, struct request *r)
+{
+	metrics_request(&c->w->m, &c->mode, r);
+	/* issue 13: without an access log, not even lc is built (and
+	 * zeroed, ~160 bytes) */
+	if (log_access_on())
+		log_line(c, r);
 }

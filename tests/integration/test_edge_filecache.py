@@ -610,3 +610,54 @@ def test_cache_body_limits():
             got = kt.strace_counts(srv, over)
             n = sum(got.get(k, 0) for k in reads)
             assert n >= 10, f"a file over open_file_cache_body: {n} reads in 10 hits: {got}"
+
+
+def _head_fields(r):
+    return {k: r.get(k) for k in ("content-type", "content-length", "last-modified", "etag")}
+
+
+def test_cache_head_values_follow_the_file():
+    """The head values a cached file's 200 carries (built once per entry):
+    the same over HTTP/1.1 and 2 on every hit, and new ones, never the old,
+    once the file changes size and time under the cache."""
+    root = kt.site().new_root("edge-ofc-headvals")
+    path = _write(root, "/v.txt", b"a" * 1000)
+    with _server(root) as srv, srv.connect() as c, kt.H2Client(srv.port) as h:
+        for version, (data, mtime) in enumerate(((b"a" * 1000, kt.MTIME),
+                                                 (b"b" * 20001, kt.MTIME + 86400 * 400))):
+            if version:
+                tmp = root / "v.tmp"
+                _write(root, "/v.tmp", data, mtime)
+                os.rename(tmp, path)
+            for i in range(4):
+                r1 = c.exchange(kt.request("/v.txt"))
+                r2 = h.get("/v.txt")
+                assert r1.status == 200 and r2.status == 200, f"v{version} #{i}: {r1.status} {r2.status}"
+                assert r1.body == data and r2.body == data, f"v{version} #{i}: stale bytes"
+                f1, f2 = _head_fields(r1), _head_fields(r2)
+                assert f1 == f2, f"v{version} #{i}: h1 {f1} != h2 {f2}"
+                assert f2["content-length"] == str(len(data)), f"v{version} #{i}: {f2}"
+                assert f2["content-type"].startswith("text/plain"), f"v{version} #{i}: {f2}"
+                assert f2["last-modified"] == time.strftime(
+                    "%a, %d %b %Y %H:%M:%S GMT", time.gmtime(mtime)), f"v{version} #{i}: {f2}"
+                assert f2["etag"] == f'"{mtime:x}-{len(data):x}"', f"v{version} #{i}: {f2}"
+
+
+def test_cache_content_type_follows_mime_reload():
+    """A cached file's Content-Type (kept with its entry) is the new one
+    after a reload that maps its extension to another type."""
+    root = kt.site().new_root("edge-ofc-mime")
+    _write(root, "/m.kt1", b"m" * 100)
+    mime = root.parent / "edge-ofc-mime.types"
+    mime.write_text("text/x-one kt1\n")
+    with _server(root, mime_types=str(mime)) as srv:
+        for _ in range(3):
+            assert srv.get("/m.kt1").get("content-type") == "text/x-one"
+            assert kt.h2_get(srv, "/m.kt1").get("content-type") == "text/x-one"
+        mime.write_text("text/x-two kt1\n")
+        srv.reload()
+        assert kt.wait_until(lambda: kt.h2_get(srv, "/m.kt1").get("content-type") == "text/x-two", 5), \
+            "h2: Content-Type not the reloaded mime_types' (cached type kept?)"
+        assert srv.get("/m.kt1").get("content-type") == "text/x-two"
+        assert kt.h2_get(srv, "/m.kt1").get("content-type") == "text/x-two"
+        assert srv.alive()
