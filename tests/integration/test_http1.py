@@ -114,3 +114,58 @@ def test_keepalive_requests_limit():
         assert "close" in r.get("connection", "").lower(), \
             "last request allowed by keepalive_requests = 3 lacks Connection: close"
         assert c.wait_closed(3), "connection open after keepalive_requests"
+
+
+# Request targets at the edges of the router's split (issue 13 gave the
+# origin form its own fast path): what each one routes to, as the
+# redirect's $uri$is_args$args shows it, or the status it gets.
+TARGET_LOCS = {"/split/": {"return": "302 /to$uri$is_args$args"}}
+TARGETS = [
+    (b"/split/a?x=1", 302, "/to/split/a?x=1"),
+    (b"/split/a?", 302, "/to/split/a"),                 # an empty query is none
+    (b"/split/a??x", 302, "/to/split/a??x"),            # the first '?' splits
+    (b"/split/a?x?y", 302, "/to/split/a?x?y"),
+    (b"/split/a#frag", 302, "/to/split/a"),             # a fragment is dropped
+    (b"/split/a?x#f", 302, "/to/split/a?x"),
+    (b"/split/a#f?x", 302, "/to/split/a"),
+    (b"/split/%61?x=%20", 302, "/to/split/a?x=%20"),    # the path decoded, not the query
+    (b"/split/a?%zz", 302, "/to/split/a?%zz"),
+    (b"/split/\xc3\xa9?\xc3", 302, "/to/split/%C3%A9?%C3"),
+    (b"//split/a", 302, "/to/split/a"),
+    (b"https://a.test/split/a?x", 302, "/to/split/a?x"),  # absolute form
+    (b"http://a.test:443/split/b", 302, "/to/split/b"),
+    (b"https://b.test/split/a", 421, None),             # names another server
+    (b"/size_1.bin?", 200, None),
+    (b"/size_1.bin#x", 200, None),
+    (b"*", 400, None),
+    (b"split/a", 400, None),
+    (b"/split/a%", 400, None),
+    (b"/split/\x80", 400, None),
+    (b"/split/a\x01", 400, None),
+    (b"/split/a\x7f", 400, None),
+    (b"/split/a\tb", 400, None),
+    (b"/split/a\x0cb", 400, None),
+]
+
+
+def test_request_target_edges():
+    with kt.Server(kt.site(), locations=TARGET_LOCS) as srv:
+        for target, status, location in TARGETS:
+            with srv.connect() as c:
+                r = c.exchange(b"GET " + target + b" HTTP/1.1\r\nHost: a.test\r\n\r\n")
+                what = f"GET {target!r}"
+                if status == 400:
+                    kt.assert_bad_request_closes(c, r, 400, what)
+                    continue
+                assert r.status == status, f"{what}: {r.status}, want {status}"
+                assert r.get("location") == location, \
+                    f"{what}: Location {r.get('location')!r}, want {location!r}"
+                if status == 200:
+                    assert r.body == srv.site.files[kt.size_path(1)], f"{what}: body"
+        # the same split over HTTP/2 (:path goes through the same router)
+        for target, status, location in TARGETS[:4] + TARGETS[7:9]:
+            r = kt.h2_get(srv, target.decode())
+            assert r.status == status, f"h2 {target!r}: {r.status}, want {status}"
+            assert r.get("location") == location, \
+                f"h2 {target!r}: Location {r.get('location')!r}, want {location!r}"
+        kt.assert_serves(srv)
