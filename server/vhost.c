@@ -11,19 +11,22 @@
 #include <string.h>
 
 /* name (NUL-terminated, from the config) is s[0..len), ASCII case
- * folded: no strlen and no locale-aware strncasecmp per request */
+ * folded: no strlen and no locale-aware strncasecmp per request. Equal
+ * bytes are the usual case (issue 13: folded only where they differ) */
 static int name_eq(const char *name, const char *s, size_t len)
 {
 	for (size_t i = 0; i < len; i++) {
 		unsigned char a = (unsigned char)name[i],
 		              b = (unsigned char)s[i];
-		if (a == '\0')
-			return 0;
-		if (a >= 'A' && a <= 'Z')
-			a |= 0x20;
-		if (b >= 'A' && b <= 'Z')
-			b |= 0x20;
-		if (a != b)
+		if (a == b) {
+			if (a == '\0')
+				return 0; /* name ends before len */
+			continue;
+		}
+		/* different bytes match only as the two cases of a letter
+		 * (which also stops at name's NUL) */
+		a |= 0x20;
+		if (a != (b | 0x20) || a < 'a' || a > 'z')
 			return 0;
 	}
 	return name[len] == '\0';
@@ -33,13 +36,12 @@ static int name_eq(const char *name, const char *s, size_t len)
 struct vhost *vhost_by_name(
     struct listen_addr *la, const char *name, size_t len)
 {
+	const char *colon;
+
 	if (len > 0 && name[0] == '[')
 		return NULL; /* an IPv6 literal names no server */
-	for (size_t i = 0; i < len; i++)
-		if (name[i] == ':') {
-			len = i; /* drop the port */
-			break;
-		}
+	if (len > 0 && (colon = memchr(name, ':', len)) != NULL)
+		len = (size_t)(colon - name); /* drop the port */
 	if (len > 0 && name[len - 1] == '.')
 		len--;
 	for (int v = 0; v < la->nvhosts; v++) {
