@@ -18,7 +18,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #define RBUF_START 2048
 
@@ -66,6 +65,19 @@ static int on_header_field(http_parser *p, const char *at, size_t len)
 	return 0;
 }
 
+/* s[0..n) is lower (lowercase ASCII, n bytes) in any case: what
+ * strncasecmp says in the C locale, without its call (issue 13) */
+static int lower_eq(const char *lower, const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		unsigned char a = (unsigned char)lower[i],
+		              b = (unsigned char)s[i];
+		if (a != b && (a < 'a' || a > 'z' || a != (b | 0x20)))
+			return 0;
+	}
+	return 1;
+}
+
 static struct span *value_slot(struct h1p *h)
 {
 	static const struct {
@@ -85,15 +97,13 @@ static struct span *value_slot(struct h1p *h)
 	};
 	struct span *slot;
 
-	if (h->field.n == 17 &&
-	    strncasecmp(h->field.p, "transfer-encoding", 17) == 0)
+	if (h->field.n == 17 && lower_eq("transfer-encoding", h->field.p, 17))
 		h->has_te = 1; /* http-parser checks it ends in chunked */
-	if (h->field.n == 14 &&
-	    strncasecmp(h->field.p, "content-length", 14) == 0)
+	if (h->field.n == 14 && lower_eq("content-length", h->field.p, 14))
 		h->has_cl = 1;
 	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++) {
 		if (known[i].len != h->field.n ||
-		    strncasecmp(known[i].name, h->field.p, h->field.n) != 0)
+		    !lower_eq(known[i].name, h->field.p, h->field.n))
 			continue;
 		slot = (struct span *)((char *)h->r + known[i].off);
 		if (slot->p != NULL) {
