@@ -112,9 +112,54 @@ static void split_random(void)
 	    taken > 0);
 }
 
+/* Every "/" + one or two bytes, and one byte put anywhere in a few
+ * targets: whatever the split takes, http_parser splits the same. */
+static void split_exhaustive(void)
+{
+	static const char *const templ[] = { "/ab", "/a?b", "/a?", "/a?b?c",
+		"/a#b", "/%41" };
+	char buf[16], esc[64];
+	size_t len = 0;
+	long n = 0, taken = 0;
+	const char *why = NULL;
+
+	for (int a = 0; a < 256 && why == NULL; a++)
+		for (int b = -1; b < 256 && why == NULL; b++) {
+			struct span t = { buf, b < 0 ? 2 : 3 }, p, q;
+			buf[0] = '/';
+			buf[1] = (char)a;
+			buf[2] = (char)b;
+			len = t.n;
+			n++;
+			if (route_split_origin(t, &p, &q) && ++taken)
+				why = agrees(t, p, q);
+		}
+	for (size_t k = 0; k < NELEM(templ) && why == NULL; k++)
+		for (size_t at = 0; at < strlen(templ[k]) && why == NULL; at++)
+			for (int ch = 0; ch < 256 && why == NULL; ch++) {
+				struct span t = { buf, strlen(templ[k]) }, p, q;
+				memcpy(buf, templ[k], t.n);
+				buf[at] = (char)ch;
+				len = t.n;
+				n++;
+				if (route_split_origin(t, &p, &q) && ++taken)
+					why = agrees(t, p, q);
+			}
+	if (why != NULL) {
+		esc[0] = '\0';
+		unit_escape(esc, sizeof(esc), buf, len, 0);
+		FAIL(tname("split_origin[exhaustive:%s]", esc), why);
+		return;
+	}
+	CHECK(tname("split_origin[exhaustive:%ld]as_http_parser(%ld_taken)", n,
+	          taken),
+	    taken > 0);
+}
+
 int main(void)
 {
 	split_table();
 	split_random();
+	split_exhaustive();
 	return unit_done();
 }
