@@ -25,6 +25,16 @@ static struct span url_field(
 	return s;
 }
 
+/* The bytes route_split_origin takes (printable ASCII but '#') */
+#define IN_PATH  1 /* in the path */
+#define IN_QUERY 2 /* in the query: those and '?' */
+static const unsigned char origin_byte[256] = {
+	['!' ... '"'] = IN_PATH | IN_QUERY,
+	['$' ... '>'] = IN_PATH | IN_QUERY,
+	['?'] = IN_QUERY,
+	['@' ... '~'] = IN_PATH | IN_QUERY,
+};
+
 /*
  * The common target, origin-form ("/path[?query]") in printable ASCII
  * without a fragment, split as http_parser_parse_url splits it: the path
@@ -34,17 +44,22 @@ static struct span url_field(
  */
 int route_split_origin(struct span t, struct span *path, struct span *query)
 {
-	size_t q = t.n;
+	const unsigned char *b = (const unsigned char *)t.p;
+	size_t i = 1, q;
 
 	if (t.n == 0 || t.p[0] != '/')
 		return 0;
-	for (size_t i = 0; i < t.n; i++) {
-		unsigned char ch = (unsigned char)t.p[i];
-		if (ch <= 0x20 || ch >= 0x7f || ch == '#')
-			return 0;
-		if (ch == '?' && q == t.n)
-			q = i;
+	/* a table lookup a byte, no tests (~6 instructions a byte, not 12) */
+	while (i < t.n && (origin_byte[b[i]] & IN_PATH))
+		i++;
+	q = i;
+	if (i < t.n && b[i] == '?') {
+		i++;
+		while (i < t.n && (origin_byte[b[i]] & IN_QUERY))
+			i++;
 	}
+	if (i < t.n)
+		return 0; /* a byte outside the table: http_parser's */
 	path->p = t.p;
 	path->n = q;
 	query->p = q + 1 < t.n ? t.p + q + 1 : NULL;
