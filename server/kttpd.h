@@ -490,6 +490,9 @@ ssize_t conn_sendfile(struct conn *, int fd, uint64_t off, size_t len);
 int64_t conn_now_us(struct conn *);
 const char *conn_date(struct conn *); /* the Date field, once a second */
 
+/* sslmem.c */
+void sslmem_init(void); /* first thing in main: OpenSSL's allocator */
+
 /* tls.c */
 int tls_init(void);
 void *tls_ctx_new(const struct tls_params *, char *err, size_t errlen);

@@ -175,6 +175,7 @@ int main(int argc, char **argv)
 		default: usage(); return opt == 'h' ? 0 : 2;
 		}
 	}
+	sslmem_init();
 	if (tls_init() < 0) {
 		fprintf(stderr, "kttpd: OpenSSL initialisation failed\n");
 		return 1;
