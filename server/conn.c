@@ -223,8 +223,33 @@ static void proxy_read(struct conn *c)
 	conn_begin(c);
 }
 
+/*
+ * Issue 13: the handshake's last flight (TLS 1.3: the session tickets, a
+ * write() each; 1.2: ticket, ChangeCipherSpec, Finished) and what the
+ * protocol writes at once after it (HTTP/2's SETTINGS; a response and
+ * close_notify when the request came with the client's Finished) leave
+ * in one segment, not one each: the socket is corked for the handshake
+ * call that can finish and until the protocol's first turn returns.
+ * Nothing is held past that turn: uncork() then, before a wait, and
+ * before close (a close that resets would drop what is still held).
+ * Not the first call: its flight is the one the client waits for.
+ */
+static _Thread_local struct conn *corked; /* this worker's, or NULL */
+
+static void uncork(void)
+{
+	if (corked != NULL) {
+		sys_cork(corked->fd, 0); /* sends what it held */
+		corked = NULL;
+	}
+}
+
 static void conn_handshake(struct conn *c)
 {
+	if (SSL_get_state(c->ssl) != TLS_ST_BEFORE) { /* it may finish */
+		sys_cork(c->fd, 1);
+		corked = c;
+	}
 	switch (tls_handshake(c)) {
 	case 1:
 		tls_record_mode(c);
@@ -246,8 +271,12 @@ static void conn_handshake(struct conn *c)
 		else
 			METRIC_ADD(&c->w->m, h1, 1);
 		c->proto->io(c, EV_READ);
+		uncork(); /* c may be closed: conn_close uncorked it then */
 		break;
-	case 0: conn_wait(c, c->want_write ? EV_WRITE : EV_READ); break;
+	case 0:
+		uncork();
+		conn_wait(c, c->want_write ? EV_WRITE : EV_READ);
+		break;
 	default: metrics_handshake(&c->w->m, &c->mode, 0, 0, 0); conn_close(c);
 	}
 }
@@ -575,6 +604,8 @@ void conn_close(struct conn *c)
 			    c->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
 		SSL_free(c->ssl);
 	}
+	if (corked == c)
+		uncork();
 	close(c->fd);
 	cl_conn_close(c);
 	free(c->rbuf);

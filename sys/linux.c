@@ -212,6 +212,11 @@ void sys_conn_setup(int fd)
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
+void sys_cork(int fd, int on)
+{
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_CORK, &on, sizeof(on));
+}
+
 ssize_t sys_send(int fd, const void *buf, size_t len, int more)
 {
 	return send(fd, buf, len, MSG_NOSIGNAL | (more ? MSG_MORE : 0));

@@ -30,6 +30,10 @@ int sys_listen(const struct sockaddr *, socklen_t, int backlog);
 /* Per-connection socket set-up (no Nagle delay). */
 void sys_conn_setup(int fd);
 
+/* Hold partial segments (on) until cleared (off: sends what is held):
+ * TCP_CORK, TCP_NOPUSH on FreeBSD. */
+void sys_cork(int fd, int on);
+
 /* send() with "more follows" (MSG_MORE / TCP_NOPUSH) when more != 0. */
 ssize_t sys_send(int fd, const void *buf, size_t len, int more);
 /* Plain sendfile from file fd at *off; advances *off. */
