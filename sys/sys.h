@@ -27,7 +27,8 @@ int sys_open_beneath(int dirfd, const char *rel, int flags);
 
 /* A listening TCP socket that shares its port across workers. */
 int sys_listen(const struct sockaddr *, socklen_t, int backlog);
-/* Per-connection socket set-up (no Nagle delay). */
+/* Per-connection socket set-up (no Nagle delay; on Linux the listener
+ * has it, and accepted sockets inherit it). */
 void sys_conn_setup(int fd);
 
 /* Hold partial segments (on) until cleared (off: sends what is held):
