@@ -230,8 +230,8 @@ static void proxy_read(struct conn *c)
  * close_notify when the request came with the client's Finished) leave
  * in one segment, not one each: the socket is corked for the handshake
  * call that can finish and until the protocol's first turn returns.
- * Nothing is held past that turn: uncork() then, before a wait, and
- * before close (a close that resets would drop what is still held).
+ * Nothing is held past that turn: uncork() then and before a wait; a
+ * close in it shuts the socket down first, which sends what is held.
  * Not the first call: its flight is the one the client waits for.
  */
 static _Thread_local struct conn *corked; /* this worker's, or NULL */
@@ -604,8 +604,10 @@ void conn_close(struct conn *c)
 			    c->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
 		SSL_free(c->ssl);
 	}
-	if (corked == c)
-		uncork();
+	if (corked == c) { /* what it holds, and our FIN, in one segment */
+		shutdown(c->fd, SHUT_WR); /* not a close() that resets: it */
+		corked = NULL;            /* would drop what is still held */
+	}
 	close(c->fd);
 	cl_conn_close(c);
 	free(c->rbuf);
