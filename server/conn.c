@@ -224,17 +224,23 @@ static void proxy_read(struct conn *c)
 }
 
 /*
- * Issue 13: the handshake's last flight (TLS 1.3: the session tickets, a
- * write() each; 1.2: ticket, ChangeCipherSpec, Finished) and what the
- * protocol writes at once after it (HTTP/2's SETTINGS; a response and
- * close_notify when the request came with the client's Finished) leave
- * in one segment, not one each: the socket is corked for the handshake
- * call that can finish and until the protocol's first turn returns.
- * Nothing is held past that turn: uncork() then and before a wait; a
- * close in it shuts the socket down first, which sends what is held.
- * Not the first call: its flight is the one the client waits for.
+ * Issue 13: TLS 1.3's session tickets (a write() each) and what the
+ * protocol writes at once after the handshake (HTTP/2's SETTINGS; a
+ * response and close_notify when the request came with the client's
+ * Finished) leave in one segment, not one each: tls.c corks the socket
+ * as OpenSSL is about to write the first ticket (conn_cork), and the
+ * handshake's turn uncorks it when it returns, before any wait; a close
+ * within the turn shuts the socket down first, which sends what is held.
  */
 static _Thread_local struct conn *corked; /* this worker's, or NULL */
+
+void conn_cork(struct conn *c)
+{
+	if (corked == c)
+		return;
+	sys_cork(c->fd, 1);
+	corked = c;
+}
 
 static void uncork(void)
 {
@@ -246,10 +252,6 @@ static void uncork(void)
 
 static void conn_handshake(struct conn *c)
 {
-	if (SSL_get_state(c->ssl) != TLS_ST_BEFORE) { /* it may finish */
-		sys_cork(c->fd, 1);
-		corked = c;
-	}
 	switch (tls_handshake(c)) {
 	case 1:
 		tls_record_mode(c);

@@ -178,6 +178,20 @@ static int alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
 	return SSL_TLSEXT_ERR_NOACK; /* no common protocol: go on without */
 }
 
+/* Issue 13: about to write a TLS 1.3 session ticket, the first thing
+ * after the handshake: hold the segments (conn.c says until when). */
+static void info_cb(const SSL *ssl, int where, int ret)
+{
+	struct conn *c;
+
+	(void)ret;
+	if ((where & SSL_CB_ACCEPT_LOOP) &&
+	    SSL_get_state(ssl) == TLS_ST_SW_SESSION_TICKET &&
+	    SSL_version(ssl) == TLS1_3_VERSION &&
+	    (c = SSL_get_ex_data(ssl, conn_idx)) != NULL)
+		conn_cork(c);
+}
+
 int tls_vhost_setup(
     struct config *cfg, struct vhost *vh, const struct tls_params *tp)
 {
@@ -235,6 +249,7 @@ void *tls_new(struct conn *c)
 		return NULL;
 	}
 	SSL_set_accept_state(ssl);
+	SSL_set_info_callback(ssl, info_cb); /* the session's: SNI keeps it */
 	/* ktls = true on a kernel without the tls ULP (the start said so):
 	 * OpenSSL would still try setsockopt(TCP_ULP, "tls") on every
 	 * connection, two failing syscalls a handshake (issue 13). The
