@@ -606,7 +606,9 @@ void conn_close(struct conn *c)
 			    c->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
 		SSL_free(c->ssl);
 	}
-	if (corked == c) { /* what it holds, and our FIN, in one segment */
+	if (corked == c && c->mode.ktls_tx)
+		uncork(); /* kTLS: close() sends an open record before FIN */
+	else if (corked == c) { /* what it holds, and our FIN, in one segment */
 		shutdown(c->fd, SHUT_WR); /* not a close() that resets: it */
 		corked = NULL;            /* would drop what is still held */
 	}
