@@ -4,7 +4,8 @@
     bench/hscost.py --before OLD/kttpd [--after build/kttpd] [--rounds 3]
                     [--seconds 5] [--procs 2] [--kinds ec,rsa] [--nginx]
     bench/hscost.py --before OLD/kttpd --callgrind [--seconds 20]
-    bench/hscost.py --before OLD/kttpd --strace [--nginx]
+    bench/hscost.py --before OLD/kttpd --strace [--nginx] [--netns]
+    bench/hscost.py ... --ktls on|off   (default auto: as bench.py)
 
 The W6 setup of bench/bench.py: kttpd configured by bench/servers.py
 (one worker, TLS 1.3 only, TLS_AES_128_GCM_SHA256 through one OPENSSL_CONF
@@ -26,8 +27,14 @@ zeroed after a warm-up, then s_time for --seconds: user-space
 instructions per connection (exact, unmoved by other load; no kernel
 time); callgrind_annotate output (inclusive and self) under --out.
 
+--callgrind with --nginx: nginx runs with master_process off (one
+process), as callgrind_control cannot reach a forked worker.
+
 --strace: strace -c -f on the server's threads during a --seconds run:
-syscalls per connection, by name (and nginx's, with --nginx).
+syscalls per connection, by name (and nginx's, with --nginx), and TCP
+segments per connection (OutSegs of /proc/net/snmp, both ends).
+--netns: the whole run in a new network namespace (unshare -n, root),
+so that segment count is this run's alone and no other program's.
 """
 
 import argparse
