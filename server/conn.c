@@ -236,7 +236,9 @@ static _Thread_local struct conn *corked; /* this worker's, or NULL */
 
 void conn_cork(struct conn *c)
 {
-	if (corked == c)
+	/* only where conn_handshake uncorks: a ticket OpenSSL wrote from
+	 * SSL_read or SSL_write later would otherwise leave it corked */
+	if (corked == c || c->state != CS_HANDSHAKE)
 		return;
 	sys_cork(c->fd, 1);
 	corked = c;
