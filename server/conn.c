@@ -223,6 +223,35 @@ static void proxy_read(struct conn *c)
 	conn_begin(c);
 }
 
+/*
+ * Issue 13: TLS 1.3's session tickets (a write() each) and what the
+ * protocol writes at once after the handshake (HTTP/2's SETTINGS; a
+ * response and close_notify when the request came with the client's
+ * Finished) leave in one segment, not one each: tls.c corks the socket
+ * as OpenSSL is about to write the first ticket (conn_cork), and the
+ * handshake's turn uncorks it when it returns, before any wait; a close
+ * within the turn shuts the socket down first, which sends what is held.
+ */
+static _Thread_local struct conn *corked; /* this worker's, or NULL */
+
+void conn_cork(struct conn *c)
+{
+	/* only where conn_handshake uncorks: a ticket OpenSSL wrote from
+	 * SSL_read or SSL_write later would otherwise leave it corked */
+	if (corked == c || c->state != CS_HANDSHAKE)
+		return;
+	sys_cork(c->fd, 1);
+	corked = c;
+}
+
+static void uncork(void)
+{
+	if (corked != NULL) {
+		sys_cork(corked->fd, 0); /* sends what it held */
+		corked = NULL;
+	}
+}
+
 static void conn_handshake(struct conn *c)
 {
 	switch (tls_handshake(c)) {
@@ -246,8 +275,12 @@ static void conn_handshake(struct conn *c)
 		else
 			METRIC_ADD(&c->w->m, h1, 1);
 		c->proto->io(c, EV_READ);
+		uncork(); /* c may be closed: conn_close uncorked it then */
 		break;
-	case 0: conn_wait(c, c->want_write ? EV_WRITE : EV_READ); break;
+	case 0:
+		uncork();
+		conn_wait(c, c->want_write ? EV_WRITE : EV_READ);
+		break;
 	default: metrics_handshake(&c->w->m, &c->mode, 0, 0, 0); conn_close(c);
 	}
 }
@@ -574,6 +607,12 @@ void conn_close(struct conn *c)
 			SSL_set_shutdown(
 			    c->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
 		SSL_free(c->ssl);
+	}
+	if (corked == c && c->mode.ktls_tx)
+		uncork(); /* kTLS: close() sends an open record before FIN */
+	else if (corked == c) { /* what it holds, and our FIN, in one segment */
+		shutdown(c->fd, SHUT_WR); /* not a close() that resets: it */
+		corked = NULL;            /* would drop what is still held */
 	}
 	close(c->fd);
 	cl_conn_close(c);

@@ -475,6 +475,7 @@ void conn_accept(struct worker *, struct listen_addr *, int fd,
     struct sockaddr *, socklen_t);
 enum { CONN_EOF = 0, CONN_ERROR = -1, CONN_AGAIN = -2 };
 void conn_close(struct conn *);
+void conn_cork(struct conn *); /* until the handshake's turn ends */
 void conn_finish(struct conn *, int linger);
 void conn_shutdown_idle(struct worker *);
 void conn_reload(struct worker *);

@@ -54,6 +54,11 @@ static atomic_long period_s;   /* session_ticket_rotate */
 static int64_t last_rotate_us; /* under wlock */
 static int thread_started;
 static atomic_uint_fast64_t rotations, issued, resumed, renewed, unknown;
+/* AES-256-CBC fetched once: EVP_aes_256_cbc() is a legacy object that
+ * EVP_CipherInit_ex fetches from the provider again on every ticket
+ * (~2,600 instructions each, two tickets a handshake: issue 13). Set
+ * once before the workers start, never freed (contexts take no ref). */
+static EVP_CIPHER *aes_cbc;
 
 static struct keyset *set_new(int n)
 {
@@ -158,6 +163,8 @@ int ticket_configure(struct config *cfg)
 	int r = 0;
 
 	pthread_mutex_lock(&wlock);
+	if (!thread_started) /* at start only; NULL: evp_cb uses the legacy */
+		aes_cbc = EVP_CIPHER_fetch(NULL, "AES-256-CBC", NULL);
 	atomic_store(&period_s, cfg->session_ticket_rotate);
 	if (cfg->nticket_keys > 0) {
 		struct keyset *ks = set_new(cfg->nticket_keys);
@@ -230,8 +237,8 @@ static int evp_cb(SSL *ssl, unsigned char *name, unsigned char *iv,
 		    OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
 		OSSL_PARAM_construct_end(),
 	};
-	if (EVP_CipherInit_ex(ectx, EVP_aes_256_cbc(), NULL, k->aes, iv, enc) !=
-	        1 ||
+	if (EVP_CipherInit_ex(ectx, aes_cbc ? aes_cbc : EVP_aes_256_cbc(), NULL,
+	        k->aes, iv, enc) != 1 ||
 	    EVP_MAC_CTX_set_params(hctx, params) != 1)
 		return -1;
 	return r;

@@ -22,6 +22,7 @@
 
 static int conn_idx = -1; /* SSL ex_data slot holding the struct conn */
 static int kernel_ok;
+static int kernel_no; /* ktls on, and no tls ULP even after modprobe */
 static char kernel_why[192];
 
 /* ALPN, in our order of preference */
@@ -39,6 +40,7 @@ int tls_init(void)
 void tls_ktls_probe(struct config *cfg)
 {
 	kernel_ok = sys_ktls_probe(cfg->ktls, kernel_why, sizeof(kernel_why));
+	kernel_no = cfg->ktls && !kernel_ok;
 	if (!cfg->ktls)
 		log_info("ktls: disabled by config (ktls = false); TLS stays "
 		         "in userspace");
@@ -82,6 +84,12 @@ void *tls_ctx_new(const struct tls_params *tp, char *err, size_t errlen)
 	 * different address (our chunk buffer is reused) */
 	SSL_CTX_set_mode(ctx,
 	    SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	/* Send the chain as the certificate file gives it (as nginx does).
+	 * Without this, every handshake of a certificate file holding no
+	 * chain runs X509_verify_cert against the context's store (~7,000
+	 * instructions, issue 13), and that store is always empty here (no
+	 * CA file is ever loaded): it can only ever find the leaf alone. */
+	SSL_CTX_set_mode(ctx, SSL_MODE_NO_AUTO_CHAIN);
 	if (!SSL_CTX_set_min_proto_version(ctx, tp->min) ||
 	    !SSL_CTX_set_max_proto_version(ctx, tp->max)) {
 		ssl_err(err, errlen, "protocols");
@@ -148,6 +156,8 @@ static int client_hello_cb(SSL *ssl, int *alert, void *arg)
 	SSL_set_max_proto_version(
 	    ssl, SSL_CTX_get_max_proto_version((SSL_CTX *)vh->ssl_ctx));
 	SSL_set_options(ssl, SSL_CTX_get_options((SSL_CTX *)vh->ssl_ctx));
+	if (kernel_no)
+		SSL_clear_options(ssl, SSL_OP_ENABLE_KTLS); /* see tls_new */
 	SSL_set_cipher_list(ssl, vh->tls_ciphers);
 	SSL_set_ciphersuites(ssl, vh->tls_suites);
 	return SSL_CLIENT_HELLO_SUCCESS;
@@ -166,6 +176,20 @@ static int alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
 	        inlen) == OPENSSL_NPN_NEGOTIATED)
 		return SSL_TLSEXT_ERR_OK;
 	return SSL_TLSEXT_ERR_NOACK; /* no common protocol: go on without */
+}
+
+/* Issue 13: about to write a TLS 1.3 session ticket, the first thing
+ * after the handshake: hold the segments (conn.c says until when). */
+static void info_cb(const SSL *ssl, int where, int ret)
+{
+	struct conn *c;
+
+	(void)ret;
+	if ((where & SSL_CB_ACCEPT_LOOP) &&
+	    SSL_get_state(ssl) == TLS_ST_SW_SESSION_TICKET &&
+	    SSL_version(ssl) == TLS1_3_VERSION &&
+	    (c = SSL_get_ex_data(ssl, conn_idx)) != NULL)
+		conn_cork(c);
 }
 
 int tls_vhost_setup(
@@ -225,6 +249,13 @@ void *tls_new(struct conn *c)
 		return NULL;
 	}
 	SSL_set_accept_state(ssl);
+	SSL_set_info_callback(ssl, info_cb); /* the session's: SNI keeps it */
+	/* ktls = true on a kernel without the tls ULP (the start said so):
+	 * OpenSSL would still try setsockopt(TCP_ULP, "tls") on every
+	 * connection, two failing syscalls a handshake (issue 13). The
+	 * contexts were made before the probe ran, hence per session. */
+	if (kernel_no)
+		SSL_clear_options(ssl, SSL_OP_ENABLE_KTLS);
 	/* Without kTLS, read what the socket has in one read() rather than
 	 * a record header and then its body. Not under kTLS: OpenSSL will not
 	 * hand the kernel a session whose next records it already buffered. */
@@ -238,7 +269,10 @@ int tls_handshake(struct conn *c)
 {
 	int r, e;
 
-	ERR_clear_error();
+	/* ERR_clear_error walks all 16 slots (~840 instructions); looking
+	 * first is enough, as in conn.c */
+	if (ERR_peek_error() != 0)
+		ERR_clear_error();
 	r = SSL_do_handshake(c->ssl);
 	if (r == 1)
 		return 1;

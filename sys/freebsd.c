@@ -176,6 +176,11 @@ static void set_nopush(int fd, int on)
 		                     : nopush[fd / 64] & ~bit;
 }
 
+void sys_cork(int fd, int on)
+{
+	set_nopush(fd, on);
+}
+
 ssize_t sys_send(int fd, const void *buf, size_t len, int more)
 {
 	ssize_t n;

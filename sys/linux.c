@@ -181,6 +181,11 @@ int sys_open_beneath(int dirfd, const char *rel, int flags)
 	return open_nofollow_walk(dirfd, rel, flags);
 }
 
+/* Linux copies TCP_NODELAY from a listener to the sockets it accepts:
+ * set once there, it costs no setsockopt per connection (issue 13).
+ * Set when a listener could not take it: then per connection. */
+static atomic_int nodelay_each;
+
 int sys_listen(const struct sockaddr *sa, socklen_t len, int backlog)
 {
 	int one = 1;
@@ -195,6 +200,8 @@ int sys_listen(const struct sockaddr *sa, socklen_t len, int backlog)
 	if (sa->sa_family == AF_INET6 &&
 	    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0)
 		goto fail;
+	if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0)
+		atomic_store(&nodelay_each, 1);
 	if (bind(fd, sa, len) < 0 || listen(fd, backlog) < 0)
 		goto fail;
 	return fd;
@@ -209,7 +216,14 @@ void sys_conn_setup(int fd)
 {
 	int one = 1;
 
-	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (atomic_load_explicit(&nodelay_each, memory_order_relaxed))
+		(void)setsockopt(
+		    fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+void sys_cork(int fd, int on)
+{
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_CORK, &on, sizeof(on));
 }
 
 ssize_t sys_send(int fd, const void *buf, size_t len, int more)

@@ -27,8 +27,13 @@ int sys_open_beneath(int dirfd, const char *rel, int flags);
 
 /* A listening TCP socket that shares its port across workers. */
 int sys_listen(const struct sockaddr *, socklen_t, int backlog);
-/* Per-connection socket set-up (no Nagle delay). */
+/* Per-connection socket set-up (no Nagle delay; on Linux the listener
+ * has it, and accepted sockets inherit it). */
 void sys_conn_setup(int fd);
+
+/* Hold partial segments (on) until cleared (off: sends what is held):
+ * TCP_CORK, TCP_NOPUSH on FreeBSD. */
+void sys_cork(int fd, int on);
 
 /* send() with "more follows" (MSG_MORE / TCP_NOPUSH) when more != 0. */
 ssize_t sys_send(int fd, const void *buf, size_t len, int more);
