@@ -104,6 +104,14 @@ void route_request(struct conn *c, struct request *r)
 		return;
 	}
 	if (!route_split_origin(r->target, &path, &query)) {
+		/* http_parser_url holds offsets and lengths in 16 bits: a
+		 * longer target would come back with its path cut short (the
+		 * length modulo 65536), naming another file (max_uri may be
+		 * up to 1 MiB, and HTTP/2 checks only the header list) */
+		if (r->target.n > UINT16_MAX) {
+			r->status = 414;
+			return;
+		}
 		http_parser_url_init(&u);
 		if (r->target.n == 0 ||
 		    http_parser_parse_url(r->target.p, r->target.n, 0, &u) !=

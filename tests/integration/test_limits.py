@@ -92,6 +92,32 @@ def test_limits_configurable():
                         "5 KiB head, max_request_head = 4096")
 
 
+def test_target_past_64k_not_cut_short():
+    """max_uri may be up to 1 MiB, but http_parser_parse_url keeps offsets and
+    lengths in 16 bits: a target past 65,535 bytes that the router leaves to
+    it (absolute form, a byte outside printable ASCII) came back with its
+    path cut to the length modulo 65,536, and another file was served
+    (/size_1.bin + 65,536 more bytes named /size_1.bin). Such a target is
+    refused with 414; the origin-form ASCII one the router splits itself is
+    looked up whole (404: no such file)."""
+    with kt.Server(kt.site(), max_uri=200000, max_request_head=300000) as srv:
+        for target, what in (
+                (b"https://a.test" + OK_PATH.encode() + b"a" * 65536, "absolute form"),
+                (OK_PATH.encode() + b"\xc3\xa9" * 32768, "UTF-8 path")):
+            what = f"{what}, {len(target)} bytes, max_uri = 200000"
+            expect_rejected(srv, b"GET " + target + b" HTTP/1.1\r\nHost: a.test\r\n\r\n",
+                            414, what)
+        with srv.connect() as c:
+            r = c.exchange(kt.request(OK_PATH + "a" * 65536))
+            assert r.status == 404, f"origin-form ASCII, 65547 bytes: {r.status}, want 404"
+        # HTTP/2's :path goes through the same router (mostly 'a': HPACK's
+        # Huffman code keeps the field under nghttp2's 64 KiB a field)
+        for path, want in ((OK_PATH + "\u00e9" + "a" * 65534, 414), (OK_PATH + "a" * 65536, 404)):
+            r = kt.h2_get(srv, path)
+            assert r.status == want, f"h2 :path of {len(path.encode())} bytes: {r.status}, want {want}"
+        kt.assert_serves(srv)
+
+
 def raw(*lines, body=b""):
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
