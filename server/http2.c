@@ -391,6 +391,10 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *f,
 	if ((i = slot_for(name, namelen)) < 0 || s->sp[i].n != 0 ||
 	    valuelen == 0)
 		return 0; /* an empty value leaves the slot unset, as before */
+	if (i == SP_PATH && valuelen > (size_t)c->cfg->max_uri) {
+		s->r.status = 414; /* max_uri, as HTTP/1.1's on_url */
+		return 0;
+	}
 	if (s->alen + valuelen > s->acap) {
 		size_t cap = s->acap * 2;
 		while (cap < s->alen + valuelen)

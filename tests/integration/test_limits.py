@@ -70,6 +70,17 @@ def test_uri_too_long_414():
         expect_rejected(srv, kt.request("/" + "a" * 9000), 414, "9000-byte path")
 
 
+def test_h2_path_past_max_uri_414():
+    """max_uri holds for HTTP/2's :path as for HTTP/1.1's target (it was
+    only under max_request_head); the connection goes on serving."""
+    with kt.Server(kt.site(), max_uri=1024) as srv:
+        r = kt.h2_get(srv, uri_of_length(1100))
+        assert r.status == 414, f"h2 :path of 1100 bytes, max_uri = 1024: {r.status}"
+        r = kt.h2_get(srv, uri_of_length(1024))
+        assert r.status == 200, f"h2 :path of 1024 bytes, max_uri = 1024: {r.status}"
+        kt.assert_serves(srv)
+
+
 def test_uri_8000_ok():
     with kt.Server(kt.site()) as srv:
         expect_ok(srv, kt.request(uri_of_length(8000)), "8000-byte URI")
