@@ -63,24 +63,10 @@ def tids(srv):
     return out
 
 
-def cpu_split(srv):
-    user = system = 0
-    for pid in srv.pids():
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                st = f.read()
-        except OSError:
-            continue
-        fields = st[st.rfind(")") + 2:].split()
-        user += int(fields[11])
-        system += int(fields[12])
-    return user / servers.HZ, system / servers.HZ
-
-
 def run_cpu(cfg, wl, srv):
-    u0, s0 = cpu_split(srv)
+    u0, s0 = srv.cpu_split()
     n = client(cfg, wl, srv, cfg.seconds)
-    u1, s1 = cpu_split(srv)
+    u1, s1 = srv.cpu_split()
     return {"requests": n, "secs": cfg.seconds,
             "user_us": (u1 - u0) / n * 1e6, "sys_us": (s1 - s0) / n * 1e6}
 

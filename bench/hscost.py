@@ -50,6 +50,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
+import bench  # noqa: E402
 import servers  # noqa: E402
 
 PORT = 19451  # +100: RSA; nginx on PORT + 1
@@ -81,17 +82,7 @@ def setup(w):
             subprocess.run(["openssl", "req", "-x509", "-newkey"] + new +
                            ["-nodes", "-days", "30", "-keyout", key, "-out", crt] + subj,
                            check=True, capture_output=True)
-    conf = f"{w.dir}/openssl.cnf"
-    with open(conf, "w") as f:
-        f.write(f"""openssl_conf = default_conf
-[default_conf]
-ssl_conf = ssl_sect
-[ssl_sect]
-system_default = system_default_sect
-[system_default_sect]
-MinProtocol = TLSv1.3
-Ciphersuites = {servers.SUITE}
-""")
+    conf = bench.openssl_conf(w)   # the same TLS 1.3 AES-128-GCM only
     return dict(os.environ, OPENSSL_CONF=conf)
 
 

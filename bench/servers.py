@@ -67,10 +67,11 @@ class Server:
                 out.append(int(d))
         return out
 
-    def cpu_seconds(self):
-        """utime + stime of all processes in the session (threads included;
-        reaped children's time is in cutime/cstime and ignored)."""
-        total = 0
+    def cpu_split(self):
+        """(utime, stime) in seconds of all processes in the session
+        (threads included; reaped children's time is in cutime/cstime and
+        ignored)."""
+        user = system = 0
         for pid in self.pids():
             try:
                 with open(f"/proc/{pid}/stat") as f:
@@ -78,8 +79,12 @@ class Server:
             except OSError:
                 continue
             fields = st[st.rfind(")") + 2:].split()
-            total += int(fields[11]) + int(fields[12])   # utime, stime
-        return total / HZ
+            user += int(fields[11])
+            system += int(fields[12])
+        return user / HZ, system / HZ
+
+    def cpu_seconds(self):
+        return sum(self.cpu_split())
 
     def _status(self, key):
         vals = []
