@@ -121,6 +121,8 @@ static const size_t slot_off[] = { offsetof(struct request, method_str),
 _Static_assert(sizeof(slot_off) / sizeof(slot_off[0]) ==
         sizeof(((struct stream *)0)->sp) / sizeof(((struct stream *)0)->sp[0]),
     "a span place for each slot");
+_Static_assert(offsetof(struct request, method_str) != 0,
+    "offset 0 means no slot in slot_off");
 
 /* ---- nghttp2's allocations ----
  *
