@@ -54,7 +54,7 @@ int64_t conn_now_us(struct conn *c)
 	return (int64_t)tv.tv_sec * 1000000 + tv.tv_usec;
 }
 
-const char *conn_date(struct conn *c)
+const char *conn_date(struct conn *c, size_t *n)
 {
 	struct worker *w = c->w;
 	struct timeval tv;
@@ -62,8 +62,9 @@ const char *conn_date(struct conn *c)
 	event_base_gettimeofday_cached(w->base, &tv);
 	if (tv.tv_sec != w->date_t) {
 		w->date_t = tv.tv_sec;
-		date_format(tv.tv_sec, w->date, sizeof(w->date));
+		w->date_n = date_format(tv.tv_sec, w->date, sizeof(w->date));
 	}
+	*n = w->date_n;
 	return w->date;
 }
 

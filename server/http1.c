@@ -439,8 +439,9 @@ static void respond(struct conn *c)
 		PUT(c->wbuf, cap, &n, "Server: kttpd\r\n");
 	PUT(c->wbuf, cap, &n, "Date: ");
 	{
-		const char *d = conn_date(c);
-		put(c->wbuf, cap, &n, d, strlen(d));
+		size_t dn;
+		const char *d = conn_date(c, &dn);
+		put(c->wbuf, cap, &n, d, dn);
 	}
 	PUT(c->wbuf, cap, &n, "\r\n");
 	if (r->head_fixed != NULL && r->status == 200 &&

@@ -78,11 +78,6 @@ struct h2 {
 	double reset_tokens; /* rapid reset bucket, refilled over time */
 	int64_t reset_us;
 	struct h2ids ids; /* stream ids opened: lower new ones are errors */
-	/* issue 13: the Date value for this input turn's responses (the
-	 * loop's cached time does not move within one callback); NULL
-	 * until the turn's first response asks */
-	const char *date;
-	size_t date_n;
 	/* issue 13: payloads of the next DATA frames of pf_s, read ahead
 	 * into obuf where those frames would go (after their headers) if
 	 * nothing else is written in between; pf_at: the next to use */
@@ -677,25 +672,13 @@ queued:
 	    : 0;
 }
 
-/* A status code's three digits at p (issue 13: not a loop and a
- * reversal per response); its length. */
-static size_t status3(char *p, int status)
-{
-	if (status < 100 || status > 999)
-		return (size_t)(date_u64(p, (uint64_t)status, 10) - p);
-	p[0] = (char)('0' + status / 100);
-	p[1] = (char)('0' + status / 10 % 10);
-	p[2] = (char)('0' + status % 10);
-	p[3] = '\0';
-	return 3;
-}
-
 static void respond(struct conn *c, struct stream *s)
 {
 	struct request *r = &s->r;
-	char status[12], clen[24], lm[40], exp[40], crange[80], retry[12];
+	char status[4], clen[24], lm[40], exp[40], crange[80], retry[12];
 	nghttp2_nv nv[16 + KT_ADD_HEADERS_MAX];
-	size_t n = 0;
+	size_t n = 0, date_n;
+	const char *date;
 	nghttp2_data_provider prd = { .source.ptr = s,
 		.read_callback = read_body };
 	int file = r->fd >= 0 && (r->status == 200 || r->status == 206);
@@ -707,14 +690,12 @@ static void respond(struct conn *c, struct stream *s)
 	    ? fc_head_vals(r->fce)
 	    : NULL;
 
-	add_header_n(nv, &n, ":status", status, status3(status, r->status));
+	add_header_n(nv, &n, ":status", status,
+	    (size_t)(date_u64(status, (uint64_t)r->status, 10) - status));
 	if (c->cfg->server_tokens)
 		add_header_lit(nv, &n, "server", "kttpd");
-	if (c->h2->date == NULL) {
-		c->h2->date = conn_date(c);
-		c->h2->date_n = strlen(c->h2->date);
-	}
-	add_header_n(nv, &n, "date", c->h2->date, c->h2->date_n);
+	date = conn_date(c, &date_n);
+	add_header_n(nv, &n, "date", date, date_n);
 	if (hv != NULL) {
 		add_header_n(nv, &n, "content-type", hv->ctype.p, hv->ctype.n);
 		add_header_n(nv, &n, "content-length", hv->clen.p, hv->clen.n);
@@ -1024,7 +1005,6 @@ static int recv_input(struct conn *c)
 {
 	char buf[KT_CHUNK];
 
-	c->h2->date = NULL;
 	for (;;) {
 		ssize_t n = conn_recv(c, buf, sizeof(buf));
 		if (n == CONN_AGAIN)

@@ -410,6 +410,7 @@ struct worker {
 	struct event *aio_ev;
 	time_t date_t;
 	char date[40];
+	size_t date_n; /* strlen(date) */
 	/* issue 13: HTTP/1.1 hands a finished request's struct and a going
 	 * idle connection's buffers here, the next request takes them: no
 	 * malloc/free per keep-alive request, and still no buffers held
@@ -489,7 +490,8 @@ void conn_send_flush(struct conn *);
 void conn_worker_free(struct worker *);
 ssize_t conn_sendfile(struct conn *, int fd, uint64_t off, size_t len);
 int64_t conn_now_us(struct conn *);
-const char *conn_date(struct conn *); /* the Date field, once a second */
+/* the Date field, formatted once a second; its length in *n */
+const char *conn_date(struct conn *, size_t *n);
 
 /* sslmem.c */
 void sslmem_init(void); /* first thing in main: OpenSSL's allocator */
