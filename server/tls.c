@@ -285,7 +285,9 @@ int tls_handshake(struct conn *c)
 		char buf[160];
 		ERR_error_string_n(ERR_peek_error(), buf, sizeof(buf));
 		log_debug("%s: handshake failed: %s", c->peer, buf);
-	}
+	} else if (e == SSL_ERROR_SYSCALL)
+		log_debug("%s: handshake failed: %s", c->peer,
+		    errno != 0 ? strerror(errno) : "peer closed");
 	ERR_clear_error();
 	c->tls_failed = 1;
 	return -1;

@@ -147,6 +147,14 @@ class Kttpd:
         new, self.err_pos = data[self.err_pos:], len(data)
         return new.decode(errors="replace").splitlines()
 
+    def log_size(self):
+        return self.error_log.stat().st_size if self.error_log.exists() else 0
+
+    def log_since(self, pos, limit=25):
+        """The error log's last lines after byte pos (what a failed case prints)."""
+        data = self.error_log.read_bytes() if self.error_log.exists() else b""
+        return data[pos:].decode(errors="replace").splitlines()[-limit:]
+
     def stop(self):
         if self.proc.poll() is None:
             self.proc.terminate()

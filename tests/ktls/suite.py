@@ -55,6 +55,13 @@ def main():
         name = f"{prof.name}/{name}"
         print(f"{outcome} {name}" + (f": {why}" if outcome != "PASS" else ""), flush=True)
 
+    def server_logs(servers, marks):
+        """After a FAIL: what each kttpd logged during the case (CI keeps only this output)."""
+        time.sleep(0.5)  # kttpd's log writes are buffered: let them land
+        for k, srv in servers.items():
+            for line in srv.log_since(marks[k]):
+                print(f"    {srv.base.name}: {line}")
+
     if fixtures.tls_stat() == {}:
         record("FAIL", "ktls/kernel", "no /proc/net/tls_stat: this kernel has no kTLS "
                "(run the suite through tests/ktls/run-suite)")
@@ -74,6 +81,7 @@ def main():
             if args.k not in name:
                 continue
             row = dict(info, name=name)
+            marks = {k: srv.log_size() for k, srv in servers.items()}
             try:
                 row.update(func(site, servers) or {})
                 for srv in servers.values():
@@ -83,10 +91,12 @@ def main():
                 record("SKIP", name, str(e))
             except AssertionError as e:
                 record("FAIL", name, str(e) or "assertion failed")
+                server_logs(servers, marks)
                 row.setdefault("exact", "FAIL")
             except Exception as e:
                 tb = traceback.extract_tb(e.__traceback__)[-1]
                 record("FAIL", name, f"{type(e).__name__}: {e} [{Path(tb.filename).name}:{tb.lineno}]")
+                server_logs(servers, marks)
                 row.setdefault("exact", "FAIL")
             rows.append(row)
         for srv in servers.values():
@@ -94,6 +104,11 @@ def main():
     print()
     print_table(rows)
     print(f"{prof.name}: suite took {time.monotonic() - t0:.1f}s in the VM")
+    if counts["FAIL"]:  # a guest kernel warning explains more than the client's error
+        p = subprocess.run(["dmesg", "--level=emerg,alert,crit,err,warn"],
+                           capture_output=True, text=True)
+        for line in (p.stdout or p.stderr).splitlines()[-20:]:
+            print(f"    dmesg: {line}")
     print(f"{counts['PASS']} passed, {counts['FAIL']} failed, {counts['SKIP']} skipped")
     return 1 if counts["FAIL"] else 0
 
