@@ -73,7 +73,8 @@ struct h2 {
 	struct seg segs[H2_MAX_SEGS];
 	int nsegs, seg_head;
 	int nopen; /* open streams */
-	int goaway;
+	int goaway; /* GOAWAY_NOTICE, then GOAWAY_FINAL (h2_shutdown) */
+	int64_t notice_us; /* when the notice went (conn_now_us) */
 	unsigned empty_data; /* empty DATA frames without END_STREAM */
 	double reset_tokens; /* rapid reset bucket, refilled over time */
 	int64_t reset_us;
@@ -807,6 +808,28 @@ static int rapid_reset(struct conn *c)
 	return 0;
 }
 
+/*
+ * Graceful GOAWAY in two steps (RFC 9113 6.8, as h2o does): a PING and a
+ * notice (GOAWAY, last stream 2^31-1) in one write. A client answers the
+ * PING once it has read both, so by the answer every request it sent
+ * before it saw the notice is here; the final GOAWAY names the last of
+ * them, and they are served. The PING goes first because some clients
+ * (python h2) take no frame at all after a GOAWAY. A client that does
+ * not answer gets the final GOAWAY KT_H2_NOTICE_MS after the notice.
+ */
+enum { GOAWAY_NONE, GOAWAY_NOTICE, GOAWAY_FINAL };
+static const uint8_t notice_ping[8] = { 'k', 't', 't', 'p', 'd', '-', 'g', 'w' };
+
+static void goaway_final(struct conn *c)
+{
+	struct h2 *h = c->h2;
+
+	h->goaway = GOAWAY_FINAL;
+	nghttp2_submit_goaway(h->ng, NGHTTP2_FLAG_NONE,
+	    nghttp2_session_get_last_proc_stream_id(h->ng), NGHTTP2_NO_ERROR,
+	    NULL, 0);
+}
+
 static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *arg)
 {
 	struct conn *c = arg;
@@ -821,8 +844,14 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *arg)
 		    !(f->hd.flags & NGHTTP2_FLAG_END_HEADERS))
 			break;
 		s = nghttp2_session_get_stream_user_data(ng, f->hd.stream_id);
-		if (s != NULL && !c->h2->goaway)
+		if (s != NULL && c->h2->goaway != GOAWAY_FINAL)
 			request(c, s);
+		break;
+	case NGHTTP2_PING: /* the notice's PING came back: one round trip */
+		if ((f->hd.flags & NGHTTP2_FLAG_ACK) &&
+		    c->h2->goaway == GOAWAY_NOTICE &&
+		    !memcmp(f->ping.opaque_data, notice_ping, 8))
+			goaway_final(c);
 		break;
 	case NGHTTP2_RST_STREAM:
 		if (rapid_reset(c))
@@ -1037,7 +1066,17 @@ static void h2_next(struct conn *c, int w)
 	if (w == W_AGAIN) {
 		what |= EV_WRITE;
 		conn_deadline(c, c->cfg->send_timeout);
+	} else if (h->goaway == GOAWAY_NOTICE &&
+	    conn_now_us(c) >= h->notice_us + KT_H2_NOTICE_MS * 1000) {
+		goaway_final(c); /* no PING back in time */
+		h2_next(c, flush(c));
+		return;
 	} else if (h->nopen == 0) {
+		if (h->goaway == GOAWAY_NOTICE) { /* until the PING is back */
+			c->deadline_us = h->notice_us + KT_H2_NOTICE_MS * 1000;
+			conn_wait(c, what);
+			return;
+		}
 		if (c->w->stopping || h->goaway) { /* GOAWAY went out: done */
 			conn_finish(c, 1);
 			return;
@@ -1061,6 +1100,11 @@ static void h2_next(struct conn *c, int w)
 /* Idle or stalled past the deadline: say so, then go. */
 static void h2_timeout(struct conn *c)
 {
+	if (c->h2->goaway == GOAWAY_NOTICE && c->h2->nopen == 0) {
+		goaway_final(c); /* the PING did not come back */
+		h2_next(c, flush(c));
+		return;
+	}
 	nghttp2_session_terminate_session(c->h2->ng, NGHTTP2_NO_ERROR);
 	flush(c);
 	conn_finish(c, 0);
@@ -1138,17 +1182,18 @@ fail:
 	return rv;
 }
 
-/* Shutdown or reload of the worker: GOAWAY, let open streams finish. */
+/* Shutdown, reload or drain: GOAWAY in two steps, open streams finish. */
 static void h2_shutdown(struct conn *c)
 {
 	struct h2 *h = c->h2;
 
-	if (h->goaway)
+	if (h->goaway != GOAWAY_NONE)
 		return;
-	h->goaway = 1;
-	nghttp2_submit_goaway(h->ng, NGHTTP2_FLAG_NONE,
-	    nghttp2_session_get_last_proc_stream_id(h->ng), NGHTTP2_NO_ERROR,
-	    NULL, 0);
+	h->goaway = GOAWAY_NOTICE;
+	h->notice_us = conn_now_us(c);
+	if (nghttp2_submit_ping(h->ng, NGHTTP2_FLAG_NONE, notice_ping) != 0 ||
+	    nghttp2_submit_shutdown_notice(h->ng) != 0)
+		goaway_final(c);
 	h2_next(c, flush(c));
 }
 

@@ -386,6 +386,63 @@ def test_sighup_goaway_then_new_config():
         assert_fresh(srv, "after SIGHUP")
 
 
+def goaways(c):
+    return c.of_type("GoAwayFrame")
+
+
+def test_goaway_notice_then_final_after_ping():
+    """Reload: a PING and GOAWAY 2^31-1 first; a request the client sent
+    before it saw them is still served; the final GOAWAY (once the PING is
+    answered) names it as the last stream."""
+    site = kt.site()
+    small = kt.size_path(16385)
+    with kt.Server(site) as srv:
+        with kt.H2Raw(srv.port) as c:
+            c.send(c.headers(1, small))
+            c.collect(lambda c: c.ended(1), 3)
+            assert c.status(1) == 200
+            srv.write_config(server_tokens=False)
+            srv.reload()
+            c.collect(lambda c: goaways(c) and c.of_type("PingFrame"), 3)
+            g = goaways(c)
+            assert g and g[0].error_code == kt.H2_NO_ERROR and g[0].last_stream_id == 2**31 - 1, \
+                f"first GOAWAY is not the notice: {frame_summary(c)}"
+            pings = [f for f in c.of_type("PingFrame") if "ACK" not in f.flags]
+            assert pings and c.frames.index(pings[0]) < c.frames.index(g[0]), \
+                f"no PING ahead of the GOAWAY notice: {frame_summary(c)}"
+            # in flight when the notice came: a request, and only then the PING's answer
+            c.send(c.headers(3, small))
+            c.send(kt.H2Raw.frame(6, 1, 0, pings[0].opaque_data))  # PING, ACK
+            c.collect(lambda c: c.ended(3) and len(goaways(c)) > 1, 3)
+            assert c.status(3) == 200 and c.body(3) == site.files[small], \
+                f"request sent before the notice arrived not served: {frame_summary(c)}"
+            g = goaways(c)
+            assert len(g) == 2 and g[1].error_code == kt.H2_NO_ERROR and g[1].last_stream_id == 3, \
+                f"final GOAWAY: {frame_summary(c)}"
+            assert c.wait_closed(3), "not closed after the final GOAWAY and its last stream"
+
+
+def test_goaway_final_without_ping_answer():
+    """A client that never answers the notice's PING gets the final GOAWAY
+    (last stream: the one it had) about KT_H2_NOTICE_MS (1 s) later."""
+    site = kt.site()
+    with kt.Server(site) as srv:
+        with kt.H2Raw(srv.port) as c:
+            c.send(c.headers(1, kt.size_path(1)))
+            c.collect(lambda c: c.ended(1), 3)
+            srv.write_config(server_tokens=False)
+            srv.reload()
+            c.collect(lambda c: goaways(c), 3)
+            t0 = time.monotonic()
+            c.collect(lambda c: len(goaways(c)) > 1, 5)
+            waited = time.monotonic() - t0
+            g = goaways(c)
+            assert len(g) == 2 and g[0].last_stream_id == 2**31 - 1 and g[1].last_stream_id == 1, \
+                f"GOAWAYs: {frame_summary(c)}"
+            assert 0.5 < waited < 4, f"final GOAWAY {waited:.2f}s after the notice, expected ~1s"
+            assert c.wait_closed(3), "not closed after the final GOAWAY"
+
+
 def goaway_slow_reader(sig):
     """The whole response is already in the kernel's buffers when the signal
     comes; the client reads it slowly, giving WINDOW_UPDATEs as it goes (as
