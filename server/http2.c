@@ -72,8 +72,8 @@ struct h2 {
 	size_t opos, olen, ocap;
 	struct seg segs[H2_MAX_SEGS];
 	int nsegs, seg_head;
-	int nopen; /* open streams */
-	int goaway; /* GOAWAY_NOTICE, then GOAWAY_FINAL (h2_shutdown) */
+	int nopen;         /* open streams */
+	int goaway;        /* GOAWAY_NOTICE, then GOAWAY_FINAL (h2_shutdown) */
 	int64_t notice_us; /* when the notice went (conn_now_us) */
 	unsigned empty_data; /* empty DATA frames without END_STREAM */
 	double reset_tokens; /* rapid reset bucket, refilled over time */
@@ -818,7 +818,7 @@ static int rapid_reset(struct conn *c)
  * not answer gets the final GOAWAY KT_H2_NOTICE_MS after the notice.
  */
 enum { GOAWAY_NONE, GOAWAY_NOTICE, GOAWAY_FINAL };
-static const uint8_t notice_ping[8] = { 'k', 't', 't', 'p', 'd', '-', 'g', 'w' };
+static const uint8_t notice_ping[8] = "goaway?"; /* with its NUL */
 
 static void goaway_final(struct conn *c)
 {
