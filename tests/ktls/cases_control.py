@@ -127,7 +127,7 @@ def ended_by_alert(site, srv, version, ua, requested):
     assert got == b"", f"{len(got)} bytes came back after a KeyUpdate the kernel cannot follow"
     # the alert was decrypted: sealed with keys the client still had
     assert how == "closed" or "alert internal error" in how, f"after the KeyUpdate: {how}"
-    logs = srv.new_errors()
+    logs = srv.errors_until(lambda ls: any(KEY_UPDATE_LOGGED.search(x) for x in ls))
     assert any(KEY_UPDATE_LOGGED.search(line) for line in logs), (
         f"no error log line gives KeyUpdate as the reason; new log lines: {logs[-3:]}")
     return {"mode": expect_logged(srv, ua, 1, version, CIPHER[version], MODE[version]),
@@ -176,7 +176,7 @@ def key_update_requested(path):
         assert how == "closed", f"after KeyUpdate(update_requested): {len(got)} bytes, then {how}"
         assert not got, f"{len(got)} bytes answered on a stack that cannot rekey kTLS TX"
         mode = expect_logged(srv, ua, 1, version, CIPHER[version], MODE[version])
-        logs = srv.new_errors()
+        logs = srv.errors_until(lambda ls: any(KEY_UPDATE_LOGGED.search(x) for x in ls))
         assert any(KEY_UPDATE_LOGGED.search(line) for line in logs), (
             "the connection ended cleanly, but no error log line gives KeyUpdate as the reason; "
             f"new log lines: {logs[-3:]}")
@@ -214,7 +214,7 @@ def key_update_answered(site, srv, version, path):
         relay.close()
     assert (got, how) == (b"", "closed"), f"after our close_notify: {len(got)} bytes, {how}"
     assert after and all(t == 23 for t, _ in after), f"record types after the KeyUpdate: {after[:5]}"
-    logs = srv.new_errors()
+    logs = srv.errors_until(lambda ls: sum("KeyUpdate answered" in x for x in ls) >= 2)
     answered = [line for line in logs if "KeyUpdate answered" in line]
     assert len(answered) == 2, f"{len(answered)} 'KeyUpdate answered' log lines, expected 2: {logs[-3:]}"
     rekeys = rekey_counters(before, 2, 2)

@@ -147,6 +147,15 @@ class Kttpd:
         new, self.err_pos = data[self.err_pos:], len(data)
         return new.decode(errors="replace").splitlines()
 
+    def errors_until(self, pred, timeout=5):
+        """New error log lines, read again until pred(lines) holds or timeout: the
+        client may see the connection end (an alert) before kttpd has logged why."""
+        lines, deadline = self.new_errors(), time.monotonic() + timeout
+        while not pred(lines) and time.monotonic() < deadline:
+            time.sleep(0.05)
+            lines += self.new_errors()
+        return lines
+
     def log_size(self):
         return self.error_log.stat().st_size if self.error_log.exists() else 0
 
