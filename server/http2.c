@@ -142,16 +142,7 @@ _Static_assert(offsetof(struct request, method_str) != 0,
  * without glibc, nghttp2 and the streams get plain malloc (ASan sees
  * every block).
  */
-#if defined(__has_feature) /* clang */
-#if __has_feature(address_sanitizer)
-#define H2_ASAN
-#endif
-#endif
-#if defined(__SANITIZE_ADDRESS__) /* gcc */
-#define H2_ASAN
-#endif
-
-#if defined(__GLIBC__) && !defined(H2_ASAN)
+#ifdef KT_BLOCK_CACHE
 #include <malloc.h>
 
 #define H2_MEM_CLASSES 64          /* usable 8, 24, ... 1016 bytes */

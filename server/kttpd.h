@@ -17,6 +17,20 @@
 #include <sys/types.h>
 #include <time.h>
 
+/* Our block caches in front of glibc's malloc (http2.c, sslmem.c): not
+ * without glibc, and not under AddressSanitizer, which must see every
+ * block. */
+#if defined(__SANITIZE_ADDRESS__) /* gcc */
+#define KT_ASAN 1
+#elif defined(__has_feature) /* clang */
+#if __has_feature(address_sanitizer)
+#define KT_ASAN 1
+#endif
+#endif
+#if defined(__GLIBC__) && !defined(KT_ASAN)
+#define KT_BLOCK_CACHE 1
+#endif
+
 #define KTTPD_VERSION "0.1.0"
 
 /* Built-in defaults; every one can be changed in the config file. */

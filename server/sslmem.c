@@ -22,16 +22,7 @@
 
 #include <openssl/crypto.h>
 
-#if defined(__has_feature) /* clang */
-#if __has_feature(address_sanitizer)
-#define SSLMEM_ASAN
-#endif
-#endif
-#if defined(__SANITIZE_ADDRESS__) /* gcc */
-#define SSLMEM_ASAN
-#endif
-
-#if defined(__GLIBC__) && !defined(SSLMEM_ASAN)
+#ifdef KT_BLOCK_CACHE
 #include <malloc.h>
 #include <pthread.h>
 
