@@ -41,6 +41,14 @@ void tls_ktls_probe(struct config *cfg)
 {
 	kernel_ok = sys_ktls_probe(cfg->ktls, kernel_why, sizeof(kernel_why));
 	kernel_no = cfg->ktls && !kernel_ok;
+	/* ktls = true on a kernel without the tls ULP (said below): OpenSSL
+	 * would still try setsockopt(TCP_ULP, "tls") on every connection,
+	 * two failing syscalls a handshake (issue 13). These contexts were
+	 * made before the probe; those of a reload see kernel_no. */
+	for (int i = 0; kernel_no && i < cfg->nvhosts; i++)
+		if (cfg->vhosts[i].ssl_ctx != NULL)
+			SSL_CTX_clear_options(
+			    cfg->vhosts[i].ssl_ctx, SSL_OP_ENABLE_KTLS);
 	if (!cfg->ktls)
 		log_info("ktls: disabled by config (ktls = false); TLS stays "
 		         "in userspace");
@@ -156,8 +164,6 @@ static int client_hello_cb(SSL *ssl, int *alert, void *arg)
 	SSL_set_max_proto_version(
 	    ssl, SSL_CTX_get_max_proto_version((SSL_CTX *)vh->ssl_ctx));
 	SSL_set_options(ssl, SSL_CTX_get_options((SSL_CTX *)vh->ssl_ctx));
-	if (kernel_no)
-		SSL_clear_options(ssl, SSL_OP_ENABLE_KTLS); /* see tls_new */
 	SSL_set_cipher_list(ssl, vh->tls_ciphers);
 	SSL_set_ciphersuites(ssl, vh->tls_suites);
 	return SSL_CLIENT_HELLO_SUCCESS;
@@ -209,7 +215,7 @@ int tls_vhost_setup(
 	vh->tls_suites = strdup(tp->suites);
 	if (vh->tls_ciphers == NULL || vh->tls_suites == NULL)
 		return -1;
-	if (cfg->ktls)
+	if (cfg->ktls && !kernel_no)
 		SSL_CTX_set_options(ctx, SSL_OP_ENABLE_KTLS);
 	SSL_CTX_set_client_hello_cb(ctx, client_hello_cb, NULL);
 	SSL_CTX_set_alpn_select_cb(ctx, alpn_cb, NULL);
@@ -250,12 +256,6 @@ void *tls_new(struct conn *c)
 	}
 	SSL_set_accept_state(ssl);
 	SSL_set_info_callback(ssl, info_cb); /* the session's: SNI keeps it */
-	/* ktls = true on a kernel without the tls ULP (the start said so):
-	 * OpenSSL would still try setsockopt(TCP_ULP, "tls") on every
-	 * connection, two failing syscalls a handshake (issue 13). The
-	 * contexts were made before the probe ran, hence per session. */
-	if (kernel_no)
-		SSL_clear_options(ssl, SSL_OP_ENABLE_KTLS);
 	/* Without kTLS, read what the socket has in one read() rather than
 	 * a record header and then its body. Not under kTLS: OpenSSL will not
 	 * hand the kernel a session whose next records it already buffered. */
