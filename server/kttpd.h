@@ -71,9 +71,9 @@
 #define KT_MAX_WORKERS     256
 #define KT_MAX_INDEX       8
 #define KT_LINGER_MS       5000      /* drain unread input: idle wait */
-#define KT_H2_NOTICE_MS    1000      /* GOAWAY notice to final GOAWAY, most */
 #define KT_LINGER_TOTAL_MS 30000     /* ... and in all */
 #define KT_LINGER_BYTES    (1 << 20) /* ... at most this much */
+#define KT_H2_NOTICE_MS    1000      /* GOAWAY notice to final GOAWAY, most */
 #define KT_ACCEPT_PAUSE_MS 100       /* EMFILE: stop accepting this long */
 #define KT_ACCEPT_BATCH    64        /* accepts per readiness event */
 #define KT_CHUNK           16384     /* one TLS record of plaintext */

@@ -54,13 +54,6 @@ static int utf8_valid(const unsigned char *s, size_t n)
 }
 
 /*
- * Decode percent escapes exactly once, then resolve ".", ".." and empty
- * segments. Returns 0 with a NUL-terminated path starting with '/' in out,
- * or 400 for anything malformed: a bad or NUL escape, a control byte,
- * invalid UTF-8, or ".." climbing above the root. A trailing slash is kept
- * because it means "directory".
- */
-/*
  * Is uri (starting with '/') already canonical, as most are: printable
  * ASCII but space (valid UTF-8), no escape, and no slash followed by a
  * slash or a dot (no empty, "." or ".." segment)? Then both passes
@@ -79,6 +72,13 @@ static int plain(const char *uri, size_t len)
 	return 1;
 }
 
+/*
+ * Decode percent escapes exactly once, then resolve ".", ".." and empty
+ * segments. Returns 0 with a NUL-terminated path starting with '/' in out,
+ * or 400 for anything malformed: a bad or NUL escape, a control byte,
+ * invalid UTF-8, or ".." climbing above the root. A trailing slash is kept
+ * because it means "directory".
+ */
 int path_decode(const char *uri, size_t len, char *out, size_t outsz)
 {
 	size_t o = 0, seg;
