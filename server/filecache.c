@@ -752,6 +752,12 @@ static struct span put(char **p, const char *s, size_t n)
 }
 
 #define PUT_LIT(p, s) put(p, "" s, sizeof(s) - 1)
+/* fc_head's text between the values, whose total size is known */
+#define H_CT  "Content-Type: "
+#define H_CL  "\r\nContent-Length: "
+#define H_LM  "\r\nAccept-Ranges: bytes\r\nLast-Modified: "
+#define H_ET  "\r\nETag: "
+#define H_END "\r\n"
 
 /*
  * The head fields of a 200 for this file that do not change between
@@ -764,9 +770,6 @@ const char *fc_head(
 {
 	char lm[40], num[24];
 	size_t clen, elen, lmlen, nlen;
-	static const char fixed[] = "Content-Type: \r\nContent-Length: \r\n"
-	                            "Accept-Ranges: bytes\r\nLast-Modified: "
-	                            "\r\nETag: \r\n";
 	struct fc_headvals hv;
 	char *h, *p;
 
@@ -780,19 +783,19 @@ const char *fc_head(
 		return NULL;
 	nlen = (size_t)(date_u64(num, (uint64_t)e->st.st_size, 10) - num);
 	/* the head, its NUL, then the ctype it was built for */
-	if ((h = malloc(sizeof(fixed) + clen + nlen + lmlen + elen + clen +
-	         1)) == NULL)
+	if ((h = malloc(sizeof(H_CT H_CL H_LM H_ET H_END) + clen + nlen +
+	         lmlen + elen + clen + 1)) == NULL)
 		return NULL;
 	p = h;
-	PUT_LIT(&p, "Content-Type: ");
+	PUT_LIT(&p, H_CT);
 	hv.ctype = put(&p, ctype, clen);
-	PUT_LIT(&p, "\r\nContent-Length: ");
+	PUT_LIT(&p, H_CL);
 	hv.clen = put(&p, num, nlen);
-	PUT_LIT(&p, "\r\nAccept-Ranges: bytes\r\nLast-Modified: ");
+	PUT_LIT(&p, H_LM);
 	hv.lm = put(&p, lm, lmlen);
-	PUT_LIT(&p, "\r\nETag: ");
+	PUT_LIT(&p, H_ET);
 	hv.etag = put(&p, etag, elen);
-	PUT_LIT(&p, "\r\n");
+	PUT_LIT(&p, H_END);
 	*p = '\0';
 	memcpy(p + 1, ctype, clen + 1);
 	free(e->head);
