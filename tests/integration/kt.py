@@ -412,8 +412,16 @@ class Server:
     def signal(self, sig):
         self.proc.send_signal(sig)
 
-    def reload(self):
+    def reload(self, timeout=10):
+        """SIGHUP; returns once kttpd says how it ended ("reloaded": every worker
+        has the new config; or "reload: ..." when it kept the old one), so that
+        a connection made next is not one the old config takes and then ends."""
+        def said():
+            log = self.error_log()
+            return log.count("] reloaded ") + log.count("] reload: ")
+        before = said()
         self.signal(signal.SIGHUP)
+        wait_until(lambda: said() > before, timeout)
 
     def stop(self, grace=None):
         """SIGTERM, wait up to the shutdown grace; returns the exit status."""
