@@ -142,8 +142,11 @@ class Kttpd:
         new, self.acc_pos = data[self.acc_pos:], len(data)
         return new.decode(errors="replace").splitlines()
 
+    def errors_bytes(self):
+        return self.error_log.read_bytes() if self.error_log.exists() else b""
+
     def new_errors(self):
-        data = self.error_log.read_bytes() if self.error_log.exists() else b""
+        data = self.errors_bytes()
         new, self.err_pos = data[self.err_pos:], len(data)
         return new.decode(errors="replace").splitlines()
 
@@ -157,12 +160,11 @@ class Kttpd:
         return lines
 
     def log_size(self):
-        return self.error_log.stat().st_size if self.error_log.exists() else 0
+        return len(self.errors_bytes())
 
     def log_since(self, pos, limit=25):
         """The error log's last lines after byte pos (what a failed case prints)."""
-        data = self.error_log.read_bytes() if self.error_log.exists() else b""
-        return data[pos:].decode(errors="replace").splitlines()[-limit:]
+        return self.errors_bytes()[pos:].decode(errors="replace").splitlines()[-limit:]
 
     def stop(self):
         if self.proc.poll() is None:

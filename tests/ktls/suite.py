@@ -57,7 +57,7 @@ def main():
 
     def server_logs(servers, marks):
         """After a FAIL: what each kttpd logged during the case (CI keeps only this output)."""
-        time.sleep(0.5)  # kttpd's log writes are buffered: let them land
+        time.sleep(0.5)  # kttpd may log why only after the client saw the end
         for k, srv in servers.items():
             for line in srv.log_since(marks[k]):
                 print(f"    {srv.base.name}: {line}")
