@@ -1092,7 +1092,7 @@ static void h2_next(struct conn *c, int w)
 static void h2_timeout(struct conn *c)
 {
 	if (c->h2->goaway == GOAWAY_NOTICE && c->h2->nopen == 0) {
-		h2_next(c, W_DONE); /* the notice's time is up: h2_next ends it */
+		h2_next(c, W_DONE); /* time is up: h2_next ends the notice */
 		return;
 	}
 	nghttp2_session_terminate_session(c->h2->ng, NGHTTP2_NO_ERROR);
