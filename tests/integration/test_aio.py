@@ -83,9 +83,12 @@ def _cold_download(srv, results, i, *args):
     results[i] = r
 
 
-def _hot_latency_while_cold(srv, data, *args):
+def _hot_latency_while_cold(srv, data, *args, need=1):
     """Download the cold file with curl; meanwhile time 1 KiB requests on
-    a keep-alive connection to the same worker. Returns the slowest."""
+    a keep-alive connection to the same worker. Returns the slowest.
+    need: how many must have been answered during the download. Without
+    the pool the worker may stall in two or three long sendfile calls, so
+    one answer (whose wait is then the stall) is all it can promise."""
     results = [None]
     t = threading.Thread(target=_cold_download, args=(srv, results, 0, *args))
     worst, n = 0.0, 0
@@ -106,7 +109,7 @@ def _hot_latency_while_cold(srv, data, *args):
     assert r.status == 200, f"cold download failed: rc {r.rc} {r.stderr}"
     assert hashlib.sha256(r.body).digest() == hashlib.sha256(data).digest(), \
         f"cold download: {len(r.body)} bytes, not the file's {len(data)}"
-    assert n >= 3, f"only {n} hot requests while the cold file streamed"
+    assert n >= need, f"only {n} hot requests while the cold file streamed"
     return worst
 
 
@@ -116,7 +119,8 @@ def test_aio_hot_requests_do_not_wait_for_the_disk():
         for threads in (0, 2):
             with _server(root, aio_threads=threads) as srv:
                 for proto in ("--http1.1", "--http2"):
-                    worst[threads, proto] = _hot_latency_while_cold(srv, data, proto)
+                    worst[threads, proto] = _hot_latency_while_cold(srv, data, proto,
+                                                                    need=3 if threads else 1)
                 if threads:
                     assert _metric(srv, "kttpd_aio_cold_total") > 0, "no cold chunk counted"
                     assert _metric(srv, "kttpd_aio_queue_depth") == 0
