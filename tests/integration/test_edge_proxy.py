@@ -266,14 +266,14 @@ def test_proxy_slow_header_closed():
                 assert closed_at is not None, \
                     f"port {port}: still open after trickling {len(header)}B for {time.monotonic() - t0:.1f}s"
                 took = closed_at - t0
-                assert 0.7 <= took <= 2.5, f"port {port}: closed after {took:.2f}s, handshake_timeout 1s"
+                assert 0.7 <= took <= 3, f"port {port}: closed after {took:.2f}s, handshake_timeout 1s"
         # a partial header, then silence
         with _raw(ptls) as sock:
             sock.sendall(b"PROXY TCP4 19")
             t0 = time.monotonic()
             r, _, _ = select.select([sock], [], [], 4)
             assert r, "partial header then silence: not closed within 4s"
-            assert time.monotonic() - t0 <= 2.5, f"closed after {time.monotonic() - t0:.2f}s"
+            assert time.monotonic() - t0 <= 3, f"closed after {time.monotonic() - t0:.2f}s"
         # a prompt split header is fine with the same timeout
         assert tls_via_proxy(ptls, v1("192.0.2.2"), pieces=3, pause=0.1).status == 200
 
