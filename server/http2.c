@@ -72,11 +72,12 @@ struct h2 {
 	size_t opos, olen, ocap;
 	struct seg segs[H2_MAX_SEGS];
 	int nsegs, seg_head;
-	int nopen;         /* open streams */
-	int goaway;        /* GOAWAY_NOTICE, then GOAWAY_FINAL (h2_shutdown) */
-	int64_t notice_us; /* when the notice went (conn_now_us) */
-	unsigned empty_data; /* empty DATA frames without END_STREAM */
-	double reset_tokens; /* rapid reset bucket, refilled over time */
+	int nopen;  /* open streams */
+	int goaway; /* GOAWAY_NOTICE, then GOAWAY_FINAL (h2_shutdown) */
+	int64_t notice_end_us; /* the final GOAWAY's latest time */
+	int32_t last_id;       /* the final GOAWAY's last stream: served */
+	unsigned empty_data;   /* empty DATA frames without END_STREAM */
+	double reset_tokens;   /* rapid reset bucket, refilled over time */
 	int64_t reset_us;
 	struct h2ids ids; /* stream ids opened: lower new ones are errors */
 	/* issue 13: payloads of the next DATA frames of pf_s, read ahead
@@ -816,9 +817,9 @@ static void goaway_final(struct conn *c)
 	struct h2 *h = c->h2;
 
 	h->goaway = GOAWAY_FINAL;
-	nghttp2_submit_goaway(h->ng, NGHTTP2_FLAG_NONE,
-	    nghttp2_session_get_last_proc_stream_id(h->ng), NGHTTP2_NO_ERROR,
-	    NULL, 0);
+	h->last_id = nghttp2_session_get_last_proc_stream_id(h->ng);
+	nghttp2_submit_goaway(
+	    h->ng, NGHTTP2_FLAG_NONE, h->last_id, NGHTTP2_NO_ERROR, NULL, 0);
 }
 
 static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *arg)
@@ -834,8 +835,12 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *arg)
 		if (f->headers.cat != NGHTTP2_HCAT_REQUEST ||
 		    !(f->hd.flags & NGHTTP2_FLAG_END_HEADERS))
 			break;
+		/* a stream the final GOAWAY names is served, even when the
+		 * end of its header block comes after that GOAWAY */
 		s = nghttp2_session_get_stream_user_data(ng, f->hd.stream_id);
-		if (s != NULL && c->h2->goaway != GOAWAY_FINAL)
+		if (s != NULL &&
+		    (c->h2->goaway != GOAWAY_FINAL ||
+		        f->hd.stream_id <= c->h2->last_id))
 			request(c, s);
 		break;
 	case NGHTTP2_PING: /* the notice's PING came back: one round trip */
@@ -1058,13 +1063,13 @@ static void h2_next(struct conn *c, int w)
 		what |= EV_WRITE;
 		conn_deadline(c, c->cfg->send_timeout);
 	} else if (h->goaway == GOAWAY_NOTICE &&
-	    conn_now_us(c) >= h->notice_us + KT_H2_NOTICE_MS * 1000) {
+	    conn_now_us(c) >= h->notice_end_us) {
 		goaway_final(c); /* no PING back in time */
 		h2_next(c, flush(c));
 		return;
 	} else if (h->nopen == 0) {
 		if (h->goaway == GOAWAY_NOTICE) { /* until the PING is back */
-			c->deadline_us = h->notice_us + KT_H2_NOTICE_MS * 1000;
+			c->deadline_us = h->notice_end_us;
 			conn_wait(c, what);
 			return;
 		}
@@ -1083,15 +1088,22 @@ static void h2_next(struct conn *c, int w)
 		free(h->obuf);
 		h->obuf = NULL;
 		h->ocap = 0;
-	} else
+	} else {
 		conn_deadline(c, c->cfg->send_timeout); /* stalled window */
+		/* or a stream that waits on the client: the notice still
+		 * ends on time */
+		if (h->goaway == GOAWAY_NOTICE &&
+		    c->deadline_us > h->notice_end_us)
+			c->deadline_us = h->notice_end_us;
+	}
 	conn_wait(c, what);
 }
 
 /* Idle or stalled past the deadline: say so, then go. */
 static void h2_timeout(struct conn *c)
 {
-	if (c->h2->goaway == GOAWAY_NOTICE && c->h2->nopen == 0) {
+	if (c->h2->goaway == GOAWAY_NOTICE &&
+	    c->deadline_us <= c->h2->notice_end_us) {
 		h2_next(c, W_DONE); /* time is up: h2_next ends the notice */
 		return;
 	}
@@ -1180,7 +1192,7 @@ static void h2_shutdown(struct conn *c)
 	if (h->goaway != GOAWAY_NONE)
 		return;
 	h->goaway = GOAWAY_NOTICE;
-	h->notice_us = conn_now_us(c);
+	h->notice_end_us = conn_now_us(c) + KT_H2_NOTICE_MS * 1000;
 	if (nghttp2_submit_ping(h->ng, NGHTTP2_FLAG_NONE, notice_ping) != 0 ||
 	    nghttp2_submit_shutdown_notice(h->ng) != 0)
 		goaway_final(c);

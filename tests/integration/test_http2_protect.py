@@ -443,6 +443,30 @@ def test_goaway_final_without_ping_answer():
             assert c.wait_closed(3), "not closed after the final GOAWAY"
 
 
+def test_goaway_final_then_rest_of_header_block_served():
+    """A stream whose HEADERS came before the final GOAWAY is one it names,
+    so it is served even when its CONTINUATION (END_HEADERS) comes after."""
+    site = kt.site()
+    small = kt.size_path(16385)
+    with kt.Server(site) as srv:
+        with kt.H2Raw(srv.port) as c:
+            c.send(c.headers(1, kt.size_path(1)))
+            c.collect(lambda c: c.ended(1), 3)
+            block = c.headers(3, small, fragment=8)
+            first = 9 + int.from_bytes(block[:3], "big")
+            c.send(block[:first])                      # HEADERS, no END_HEADERS
+            srv.write_config(server_tokens=False)
+            srv.reload()
+            c.collect(lambda c: len(goaways(c)) > 1, 5)  # the PING unanswered
+            g = goaways(c)
+            assert len(g) == 2 and g[1].last_stream_id == 3, f"GOAWAYs: {frame_summary(c)}"
+            c.send(block[first:])                      # the CONTINUATIONs
+            c.collect(lambda c: c.ended(3), 3)
+            assert c.status(3) == 200 and c.body(3) == site.files[small], \
+                f"stream 3 (named by the final GOAWAY) not served: {frame_summary(c)}"
+            assert c.wait_closed(3), "not closed after the final GOAWAY and its last stream"
+
+
 def goaway_slow_reader(sig):
     """The whole response is already in the kernel's buffers when the signal
     comes; the client reads it slowly, giving WINDOW_UPDATEs as it goes (as
