@@ -142,19 +142,12 @@ fail:
 	return -1;
 }
 
-void sys_conn_setup(int fd)
-{
-	int one = 1;
-
-	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-}
-
 /*
  * "More follows": FreeBSD has no MSG_MORE; TCP_NOPUSH (tcp(4)) holds
  * partial segments until it is cleared, and clearing it sends them.
  * Which sockets have it set is kept per thread (a worker owns its
- * connections): a stale bit from a closed and reused descriptor costs
- * one needless setsockopt, never a held-back response.
+ * connections, and sys_conn_setup runs on it): the bit is cleared for
+ * each new socket, so a reused descriptor starts from the truth.
  * Note: under ktls(4) each send() still ends its own TLS records;
  * TCP_NOPUSH merges packets, not records (Linux's MSG_MORE merges both).
  */
@@ -174,6 +167,17 @@ static void set_nopush(int fd, int on)
 	if (known)
 		nopush[fd / 64] = on ? nopush[fd / 64] | bit
 		                     : nopush[fd / 64] & ~bit;
+}
+
+/* A new socket has TCP_NOPUSH off: forget what a closed socket that had
+ * the same descriptor left marked, so its first "more follows" is held. */
+void sys_conn_setup(int fd)
+{
+	int one = 1;
+
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (fd >= 0 && fd < NOPUSH_FDS)
+		nopush[fd / 64] &= ~((uint64_t)1 << (fd % 64));
 }
 
 void sys_cork(int fd, int on)
