@@ -1067,12 +1067,7 @@ static void h2_next(struct conn *c, int w)
 		goaway_final(c); /* no PING back in time */
 		h2_next(c, flush(c));
 		return;
-	} else if (h->nopen == 0) {
-		if (h->goaway == GOAWAY_NOTICE) { /* until the PING is back */
-			c->deadline_us = h->notice_end_us;
-			conn_wait(c, what);
-			return;
-		}
+	} else if (h->nopen == 0 && h->goaway != GOAWAY_NOTICE) {
 		if (c->w->stopping || h->goaway) { /* GOAWAY went out: done */
 			conn_finish(c, 1);
 			return;
@@ -1089,9 +1084,9 @@ static void h2_next(struct conn *c, int w)
 		h->obuf = NULL;
 		h->ocap = 0;
 	} else {
-		conn_deadline(c, c->cfg->send_timeout); /* stalled window */
-		/* or a stream that waits on the client: the notice still
-		 * ends on time */
+		/* a stalled window or a stream that waits on the client; or
+		 * the notice, waiting for its PING: that ends on time */
+		conn_deadline(c, c->cfg->send_timeout);
 		if (h->goaway == GOAWAY_NOTICE &&
 		    c->deadline_us > h->notice_end_us)
 			c->deadline_us = h->notice_end_us;
