@@ -154,19 +154,26 @@ fail:
 #define NOPUSH_FDS 65536
 static _Thread_local uint64_t nopush[NOPUSH_FDS / 64];
 
-static void set_nopush(int fd, int on)
+static void nopush_mark(int fd, int on)
 {
 	uint64_t bit = (uint64_t)1 << (fd % 64);
+
+	if (fd >= 0 && fd < NOPUSH_FDS)
+		nopush[fd / 64] = on ? nopush[fd / 64] | bit
+		                     : nopush[fd / 64] & ~bit;
+}
+
+static void set_nopush(int fd, int on)
+{
 	int known = fd >= 0 && fd < NOPUSH_FDS;
-	int is_on = known ? (nopush[fd / 64] & bit) != 0 : !on;
+	int is_on = known ? (nopush[fd / 64] & ((uint64_t)1 << (fd % 64))) != 0
+	                  : !on;
 
 	if (is_on == on)
 		return;
 	if (setsockopt(fd, IPPROTO_TCP, TCP_NOPUSH, &on, sizeof(on)) < 0)
 		return;
-	if (known)
-		nopush[fd / 64] = on ? nopush[fd / 64] | bit
-		                     : nopush[fd / 64] & ~bit;
+	nopush_mark(fd, on);
 }
 
 /* A new socket has TCP_NOPUSH off: forget what a closed socket that had
@@ -176,8 +183,7 @@ void sys_conn_setup(int fd)
 	int one = 1;
 
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	if (fd >= 0 && fd < NOPUSH_FDS)
-		nopush[fd / 64] &= ~((uint64_t)1 << (fd % 64));
+	nopush_mark(fd, 0);
 }
 
 void sys_cork(int fd, int on)
